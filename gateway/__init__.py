@@ -1,0 +1,1 @@
+"""Balance Gateway: one GraphQL schema over five REST balance APIs."""

@@ -1,0 +1,190 @@
+"""The one TOML config file (DESIGN.md "Configuration contract").
+
+`${VAR}` in any string is replaced from the environment before validation; a missing
+variable is a startup error that names the variable, never a value. Secrets are
+pydantic `SecretStr`, so a `repr` or a log of any config object shows `**********`.
+"""
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Mapping
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from gateway.records import Source
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class ConfigError(Exception):
+    """Raised for an unusable config; the message never contains a secret value."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerConfig(_Model):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    graphiql: bool = False          # the demo turns it on
+    introspection: bool = True
+
+
+class SourceConfig(_Model):
+    base_url: str
+    timeout_s: float = Field(5.0, gt=0, le=120)
+
+    @field_validator("base_url")
+    @classmethod
+    def _strip_slash(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("base_url must be an http(s) URL")
+        return v.rstrip("/")
+
+
+class CalicoSourceConfig(SourceConfig):
+    base_url: str = "https://api.getcalico.com/platform/v1"
+
+
+class CryptofuseSourceConfig(SourceConfig):
+    pass
+
+
+class OneBalanceSourceConfig(SourceConfig):
+    base_url: str = "https://be.onebalance.io/api"
+    api_key: SecretStr
+    aggregated_asset_ids: list[str] = ["ob:eth", "ob:usdc", "ob:usdt"]
+    asset_ids: list[str] = []       # extra CAIP-19 ids (`assetId=`)
+
+
+class CoboSourceConfig(SourceConfig):
+    api_key: SecretStr
+
+
+class DalpSourceConfig(SourceConfig):
+    api_key: SecretStr | None = None   # used with an account's `wallet` override
+    chain_id: str = "eip155:1"
+    base_currency: str = "USD"
+
+
+class SourcesConfig(_Model):
+    calico: CalicoSourceConfig | None = None
+    cryptofuse: CryptofuseSourceConfig | None = None
+    onebalance: OneBalanceSourceConfig | None = None
+    cobo: CoboSourceConfig | None = None
+    dalp: DalpSourceConfig | None = None
+
+    def get(self, source: Source) -> SourceConfig | None:
+        return getattr(self, source.key)
+
+
+class CalicoAccount(_Model):
+    token: SecretStr
+
+
+class CryptofuseAccount(_Model):
+    token: SecretStr
+
+
+class OneBalanceAccount(_Model):
+    accounts: list[str] = Field(min_length=1)   # CAIP-10 ids
+
+    @field_validator("accounts")
+    @classmethod
+    def _caip10(cls, v: list[str]) -> list[str]:
+        for item in v:
+            if item.count(":") < 2:
+                raise ValueError("each OneBalance account must be CAIP-10 (namespace:reference:address)")
+        return v
+
+
+class CoboAccount(_Model):
+    wallet_uuids: list[str] = Field(min_length=1)
+
+
+class DalpAccount(_Model):
+    api_key: SecretStr | None = None            # the participant's own key
+    wallet: str | None = None                   # or: filter[wallet] with the source-level key
+
+    def model_post_init(self, _: Any) -> None:
+        if (self.api_key is None) == (self.wallet is None):
+            raise ValueError("dalp needs exactly one of api_key or wallet")
+
+
+class AccountConfig(_Model):
+    id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.\-@]+$")
+    api_keys: list[SecretStr] = []
+    calico: CalicoAccount | None = None
+    cryptofuse: CryptofuseAccount | None = None
+    onebalance: OneBalanceAccount | None = None
+    cobo: CoboAccount | None = None
+    dalp: DalpAccount | None = None
+
+    def source(self, source: Source) -> Any:
+        return getattr(self, source.key)
+
+
+class GatewayConfig(_Model):
+    server: ServerConfig = ServerConfig()
+    sources: SourcesConfig = SourcesConfig()
+    accounts: list[AccountConfig] = []
+    registry: dict[str, Any] = {}   # extra chains/assets/tokens, same shape as the data files
+    demo: bool = False              # set by the embedded demo only
+
+    def model_post_init(self, _: Any) -> None:
+        ids = [a.id for a in self.accounts]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"duplicate account id(s): {', '.join(dupes)}")
+        for account in self.accounts:
+            for source in Source:
+                if account.source(source) is not None and self.sources.get(source) is None:
+                    raise ValueError(f"account {account.id!r} uses {source.key} but [sources.{source.key}] is missing")
+            if account.dalp and account.dalp.wallet and not (self.sources.dalp and self.sources.dalp.api_key):
+                raise ValueError(f"account {account.id!r} uses dalp.wallet, which needs [sources.dalp] api_key")
+
+    def account(self, account_id: str) -> AccountConfig | None:
+        return next((a for a in self.accounts if a.id == account_id), None)
+
+
+def substitute_env(value: Any, env: Mapping[str, str]) -> Any:
+    """Replace `${VAR}` in every string of a parsed TOML document."""
+    if isinstance(value, str):
+        def repl(m: re.Match[str]) -> str:
+            name = m.group(1)
+            if name not in env:
+                raise ConfigError(f"environment variable {name} is not set (referenced in the config)")
+            return env[name]
+        return _VAR.sub(repl, value)
+    if isinstance(value, list):
+        return [substitute_env(v, env) for v in value]
+    if isinstance(value, dict):
+        return {k: substitute_env(v, env) for k, v in value.items()}
+    return value
+
+
+def parse_config(text: str, env: Mapping[str, str] | None = None) -> GatewayConfig:
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config is not valid TOML: {exc}") from None
+    raw = substitute_env(raw, os.environ if env is None else env)
+    try:
+        return GatewayConfig.model_validate(raw)
+    except ValidationError as exc:
+        # Report where and what, never the offending input (it may be a secret).
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'config'}: {e['msg']}"
+                             for e in exc.errors(include_input=False, include_url=False))
+        raise ConfigError(f"invalid config: {problems}") from None
+
+
+def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> GatewayConfig:
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    return parse_config(text, env)

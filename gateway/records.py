@@ -1,0 +1,156 @@
+"""The normalized model every source produces and every resolver reads.
+
+Plain slotted dataclasses: they are the field sources of the GraphQL types directly
+(attribute names match the schema's snake_case fields), so no per-field wrapping.
+Nothing here knows about HTTP or GraphQL.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from enum import Enum
+
+
+class Source(str, Enum):
+    CALICO = "CALICO"
+    CRYPTOFUSE = "CRYPTOFUSE"
+    ONEBALANCE = "ONEBALANCE"
+    COBO = "COBO"
+    DALP = "DALP"
+
+    @property
+    def key(self) -> str:
+        """The lowercase name used in config (`[sources.cobo]`) and scoped ids (`cobo:FOO`)."""
+        return self.value.lower()
+
+
+class WalletKind(str, Enum):
+    EXCHANGE_ACCOUNT = "EXCHANGE_ACCOUNT"
+    SUB_ACCOUNTS = "SUB_ACCOUNTS"
+    CUSTODIAL = "CUSTODIAL"
+    ONCHAIN_ADDRESS = "ONCHAIN_ADDRESS"
+    SMART_ACCOUNT = "SMART_ACCOUNT"
+
+
+class AmountPrecision(str, Enum):
+    EXACT = "EXACT"                          # base units, or scaled strings at full precision
+    ROUNDED = "ROUNDED"                      # e.g. Cryptofuse's fixed 6-dp strings
+    FLOAT_APPROXIMATE = "FLOAT_APPROXIMATE"  # e.g. Calico's JSON floats
+
+
+class PriceReliability(str, Enum):
+    REPORTED = "REPORTED"
+    DERIVED = "DERIVED"
+    UNRELIABLE = "UNRELIABLE"
+
+
+class SourceState(str, Enum):
+    OK = "OK"
+    PARTIAL = "PARTIAL"
+    FAILED = "FAILED"
+    NOT_CONFIGURED = "NOT_CONFIGURED"
+
+
+@dataclass(frozen=True, slots=True)
+class Chain:
+    id: str                 # CAIP-2
+    name: str
+    is_testnet: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    id: str                 # CAIP-19 when chain and contract are known, else source-scoped
+    symbol: str
+    asset_key: str          # the Asset this token belongs to (its own id when unknown)
+    name: str | None = None
+    decimals: int | None = None
+    chain: Chain | None = None
+    address: str | None = None   # contract / mint address, EIP-55 for EVM
+    asset_type: str | None = None  # CAIP-19, when known
+
+    @property
+    def is_testnet(self) -> bool:
+        return bool(self.chain and self.chain.is_testnet)
+
+
+@dataclass(frozen=True, slots=True)
+class Asset:
+    key: str
+    symbol: str
+    name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Money:
+    amount: Decimal
+    currency: str
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    unit: Decimal           # price of one whole token
+    currency: str
+    reliability: PriceReliability
+    source: Source | None = None
+
+
+@dataclass(slots=True)
+class WalletRecord:
+    id: str                 # opaque global id (gateway.ids.encode)
+    account_id: str
+    source: Source
+    kind: WalletKind
+    local_id: str           # the source's own name for it (uuid, address, "account", ...)
+    provider: str | None = None
+    chain: Chain | None = None
+    address: str | None = None
+    address_hint: str | None = None
+    label: str | None = None
+
+
+@dataclass(slots=True)
+class HoldingRecord:
+    id: str
+    account_id: str
+    wallet: WalletRecord
+    token: Token
+    source: Source
+    amount: Decimal
+    precision: AmountPrecision
+    amount_raw: int | None = None
+    available: Decimal | None = None
+    locked: Decimal | None = None
+    pending: Decimal | None = None
+    staked: Decimal | None = None
+    price: Price | None = None
+    value: Money | None = None
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SourceError:
+    code: str               # one of gateway.errors.UpstreamCode
+    message: str            # written by us: never an upstream body or a credential
+
+
+@dataclass(frozen=True, slots=True)
+class SourceWarning:
+    code: str               # e.g. POSSIBLY_TRUNCATED, UPSTREAM_REPORTED_ERRORS
+    message: str
+
+
+@dataclass(slots=True)
+class SourceFetch:
+    """What one source said for one upstream identity (all pages), normalized."""
+    source: Source
+    account_id: str
+    state: SourceState
+    wallets: list[WalletRecord] = field(default_factory=list)
+    holdings: list[HoldingRecord] = field(default_factory=list)
+    fetched_at: datetime | None = None
+    error: SourceError | None = None
+    warnings: list[SourceWarning] = field(default_factory=list)
+    from_cache: bool = False
+    upstream_calls: int = 0

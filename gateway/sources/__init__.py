@@ -1,0 +1,30 @@
+"""One module per upstream: httpx client + pydantic models + normalizer.
+
+`CLIENTS` maps each Source to its client class; `build_clients` makes the configured ones.
+"""
+from __future__ import annotations
+
+import httpx
+
+from gateway.config import GatewayConfig
+from gateway.records import Source
+from gateway.registry import TokenRegistry
+from gateway.sources.base import SourceClient
+
+
+def client_classes() -> dict[Source, type[SourceClient]]:
+    from gateway.sources.calico import CalicoClient
+    from gateway.sources.cobo import CoboClient
+    from gateway.sources.cryptofuse import CryptofuseClient
+    from gateway.sources.dalp import DalpClient
+    from gateway.sources.onebalance import OneBalanceClient
+
+    return {Source.CALICO: CalicoClient, Source.CRYPTOFUSE: CryptofuseClient,
+            Source.ONEBALANCE: OneBalanceClient, Source.COBO: CoboClient, Source.DALP: DalpClient}
+
+
+def build_clients(config: GatewayConfig, http: httpx.AsyncClient, registry: TokenRegistry) -> dict[Source, SourceClient]:
+    classes = client_classes()
+    return {source: classes[source](source_config, http, registry)
+            for source in Source
+            if (source_config := config.sources.get(source)) is not None}
