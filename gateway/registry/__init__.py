@@ -54,8 +54,10 @@ class TokenRegistry:
     @classmethod
     def default(cls, extra: dict[str, Any] | None = None) -> "TokenRegistry":
         registry = cls()
-        for name in ("chains.toml", "tokens.toml"):
-            registry.extend(tomllib.loads((DATA_DIR / name).read_text()))
+        # chains first (tokens refer to them), then every other data file in name order
+        files = sorted(DATA_DIR.glob("*.toml"), key=lambda p: (p.name != "chains.toml", p.name))
+        for path in files:
+            registry.extend(tomllib.loads(path.read_text()))
         if extra:
             registry.extend(extra)
         return registry
