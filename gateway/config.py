@@ -128,8 +128,13 @@ class AccountConfig(_Model):
         return getattr(self, source.key)
 
 
+class AuthConfig(_Model):
+    admin_keys: list[SecretStr] = []    # keys that may read every account
+
+
 class GatewayConfig(_Model):
     server: ServerConfig = ServerConfig()
+    auth: AuthConfig = AuthConfig()
     sources: SourcesConfig = SourcesConfig()
     accounts: list[AccountConfig] = []
     registry: dict[str, Any] = {}   # extra chains/assets/tokens, same shape as the data files

@@ -1,0 +1,1 @@
+"""Field resolvers and the per-request loaders. Nothing here knows GraphQL types beyond `info.context`."""

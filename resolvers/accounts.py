@@ -1,0 +1,106 @@
+"""Accounts: access checks, fetching an account's sources through the loaders, statuses."""
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Iterable
+
+from gateway.config import AccountConfig
+from gateway.errors import ClientCode
+from gateway.records import (Source, SourceError, SourceFetch, SourceState, SourceWarning,
+                             WalletRecord)
+from resolvers.context import RequestContext
+from resolvers.errors import client_error
+
+
+@dataclass(slots=True)
+class AccountRef:
+    """Field source of the Account type: an account the caller may read."""
+    id: str
+    config: AccountConfig
+
+
+@dataclass(slots=True)
+class SourceStatusView:
+    source: Source
+    state: SourceState
+    fetched_at: datetime | None = None
+    from_cache: bool = False
+    error: SourceError | None = None
+    warnings: list[SourceWarning] = field(default_factory=list)
+    upstream_calls: int = 0
+
+
+def authorize(ctx: RequestContext, account_id: str) -> AccountRef:
+    """The account if the caller may read it: its own, or any for an admin key.
+    Anyone else gets FORBIDDEN, also for unknown ids, so a caller cannot probe which
+    accounts exist; only an admin learns NOT_FOUND."""
+    caller = ctx.caller
+    if caller is not None and caller.id == account_id:
+        return AccountRef(id=caller.id, config=caller)
+    if not ctx.is_admin:
+        raise client_error(ClientCode.FORBIDDEN, "you may not read this account")
+    account = ctx.state.account(account_id)
+    if account is None:
+        raise client_error(ClientCode.NOT_FOUND, f"no account {account_id!r}")
+    return AccountRef(id=account.id, config=account)
+
+
+def configured_sources(ctx: RequestContext, account: AccountConfig) -> list[Source]:
+    return [s for s in Source if s in ctx.state.clients and account.source(s) is not None]
+
+
+async def fetch_account(ctx: RequestContext, account: AccountConfig,
+                        sources: Iterable[Source] | None = None) -> list[SourceFetch]:
+    """Every fetch for the account's sources (or those asked for), concurrently, via the loaders."""
+    wanted = set(sources) if sources is not None else None
+    loads = []
+    for source in configured_sources(ctx, account):
+        if wanted is not None and source not in wanted:
+            continue
+        key = (account.id, source)
+        identities = ctx.identities.get(key)
+        if identities is None:
+            identities = ctx.identities[key] = ctx.state.clients[source].identities(account)
+        loads.extend(ctx.loaders[source].load(identity) for identity in identities)
+    fetches: list[SourceFetch] = list(await asyncio.gather(*loads)) if loads else []
+    ctx.note_failures(fetches)
+    return fetches
+
+
+def wallets_of(fetches: list[SourceFetch]) -> list[WalletRecord]:
+    seen: dict[str, WalletRecord] = {}
+    for f in fetches:
+        for w in f.wallets:
+            seen.setdefault(w.id, w)
+    return list(seen.values())
+
+
+def status_of(source: Source, fetches: list[SourceFetch]) -> SourceStatusView:
+    """One source's status for an account, combining its identities' fetches."""
+    mine = [f for f in fetches if f.source is source]
+    if not mine:
+        return SourceStatusView(source=source, state=SourceState.NOT_CONFIGURED)
+    failed = [f for f in mine if f.state is SourceState.FAILED]
+    if len(failed) == len(mine):
+        state = SourceState.FAILED
+    elif failed or any(f.state is SourceState.PARTIAL for f in mine):
+        state = SourceState.PARTIAL
+    else:
+        state = SourceState.OK
+    times = [f.fetched_at for f in mine if f.fetched_at]
+    return SourceStatusView(
+        source=source,
+        state=state,
+        fetched_at=min(times) if times else None,
+        from_cache=any(f.from_cache for f in mine),
+        error=failed[0].error if failed else None,
+        warnings=[w for f in mine for w in f.warnings],
+        upstream_calls=sum(f.upstream_calls for f in mine),
+    )
+
+
+async def source_statuses(ctx: RequestContext, account: AccountConfig) -> list[SourceStatusView]:
+    fetches = await fetch_account(ctx, account)
+    return [status_of(source, fetches) for source in Source]

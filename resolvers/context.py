@@ -1,0 +1,76 @@
+"""Long-lived gateway state and the per-request context built from it."""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiodataloader import DataLoader
+
+from gateway.config import AccountConfig, GatewayConfig
+from gateway.records import Source, SourceFetch, Token
+from gateway.registry import TokenRegistry
+from gateway.sources.base import SourceClient
+
+
+ADMIN = "\x00admin"  # key_index marker: not a valid account id
+
+
+def key_digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode()).digest()
+
+
+@dataclass
+class GatewayState:
+    """What lives for the whole process: config, registry, upstream clients, the key index."""
+    config: GatewayConfig
+    registry: TokenRegistry
+    clients: dict[Source, SourceClient]
+    # sha256(key) -> account id. Looking up a digest leaks nothing usable about the key,
+    # and avoids comparing the presented key with every configured one.
+    key_index: dict[bytes, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for account in self.config.accounts:
+            for key in account.api_keys:
+                self.key_index[key_digest(key.get_secret_value())] = account.id
+        for key in self.config.auth.admin_keys:
+            self.key_index[key_digest(key.get_secret_value())] = ADMIN
+
+    def account(self, account_id: str) -> AccountConfig | None:
+        return self.config.account(account_id)
+
+
+@dataclass
+class UpstreamProblem:
+    account_id: str
+    source: Source
+    code: str
+    message: str
+
+
+@dataclass
+class RequestContext:
+    """One GraphQL request: who is asking, the loaders, and what went wrong upstream."""
+    state: GatewayState
+    caller: AccountConfig | None
+    loaders: dict[Source, DataLoader]
+    is_admin: bool = False
+    request_id: str = ""
+    # (account, source) -> problem; each failed source is reported once per request
+    upstream_problems: dict[tuple[str, Source], UpstreamProblem] = field(default_factory=dict)
+    # errors tied to a path that resolvers chose to report without failing the field
+    extra_errors: list[Any] = field(default_factory=list)
+    identities: dict[tuple[str, Source], list[Any]] = field(default_factory=dict)
+    seen_tokens: dict[str, Token] = field(default_factory=dict)
+    account_loader: DataLoader | None = None
+
+    @property
+    def registry(self) -> TokenRegistry:
+        return self.state.registry
+
+    def note_failures(self, fetches: list[SourceFetch]) -> None:
+        for f in fetches:
+            if f.error is not None:
+                self.upstream_problems.setdefault(
+                    (f.account_id, f.source), UpstreamProblem(f.account_id, f.source, f.error.code, f.error.message))

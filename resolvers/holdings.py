@@ -1,0 +1,97 @@
+"""Selecting, ordering and totalling holdings. Pure functions over normalized records."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Iterable
+
+from gateway import money
+from gateway.records import HoldingRecord, Money, Source, SourceFetch, SourceState
+
+
+@dataclass(slots=True)
+class HoldingSelection:
+    """The resolvers' view of a HoldingFilter (duck-typed: a GraphQL input works as is)."""
+    sources: list[Source] | None = None
+    chain_ids: list[str] | None = None
+    symbols: list[str] | None = None
+    asset_keys: list[str] | None = None
+    wallet_ids: list[str] | None = None
+    min_value: Decimal | None = None
+    include_testnets: bool | None = False
+    include_zero: bool | None = False
+
+
+DEFAULT_SELECTION = HoldingSelection()
+
+
+def selection(filter_: Any | None) -> Any:
+    return filter_ if filter_ is not None else DEFAULT_SELECTION
+
+
+def holdings_of(fetches: Iterable[SourceFetch]) -> list[HoldingRecord]:
+    return [h for f in fetches for h in f.holdings]
+
+
+def select(holdings: Iterable[HoldingRecord], f: Any) -> list[HoldingRecord]:
+    sources = set(f.sources) if f.sources else None
+    chains = set(f.chain_ids) if f.chain_ids else None
+    symbols = {s.upper() for s in f.symbols} if f.symbols else None
+    assets = set(f.asset_keys) if f.asset_keys else None
+    wallets = set(f.wallet_ids) if f.wallet_ids else None
+    out = []
+    for h in holdings:
+        if sources is not None and h.source not in sources:
+            continue
+        if not f.include_testnets and h.token.is_testnet:
+            continue
+        if not f.include_zero and h.amount.is_zero():
+            continue
+        if chains is not None and (h.token.chain is None or h.token.chain.id not in chains):
+            continue
+        if symbols is not None and h.token.symbol.upper() not in symbols:
+            continue
+        if assets is not None and h.token.asset_key not in assets:
+            continue
+        if wallets is not None and h.wallet.id not in wallets:
+            continue
+        if f.min_value is not None and (h.value is None or h.value.amount < f.min_value):
+            continue
+        out.append(h)
+    return out
+
+
+def order(holdings: list[HoldingRecord], field: str = "VALUE", direction: str = "DESC") -> list[HoldingRecord]:
+    """Stable order; under VALUE, unpriced holdings come last whatever the direction."""
+    descending = direction == "DESC"
+    by_id = sorted(holdings, key=lambda h: h.id)
+    if field == "SYMBOL":
+        return sorted(by_id, key=lambda h: h.token.symbol.upper(), reverse=descending)
+    if field == "AMOUNT":
+        return sorted(by_id, key=lambda h: h.amount, reverse=descending)
+    priced = [h for h in by_id if h.value is not None]
+    unpriced = [h for h in by_id if h.value is None]
+    return sorted(priced, key=lambda h: h.value.amount, reverse=descending) + unpriced
+
+
+@dataclass(slots=True)
+class ValueTotalView:
+    value: Money
+    complete: bool
+    unpriced_holdings: int
+    failed_sources: list[Source]
+
+
+def value_total(holdings: list[HoldingRecord], currency: str, fetches: list[SourceFetch]) -> ValueTotalView:
+    """Sum of the values in `currency`; anything valued otherwise, or not at all, makes it incomplete."""
+    currency = currency.upper()
+    priced = [h.value.amount for h in holdings if h.value is not None and h.value.currency == currency]
+    unpriced = len(holdings) - len(priced)
+    failed = sorted({f.source for f in fetches if f.state is SourceState.FAILED}, key=list(Source).index)
+    partial = any(f.state is SourceState.PARTIAL for f in fetches)
+    return ValueTotalView(
+        value=Money(amount=money.dsum(priced), currency=currency),
+        complete=unpriced == 0 and not failed and not partial,
+        unpriced_holdings=unpriced,
+        failed_sources=failed,
+    )

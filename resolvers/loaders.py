@@ -1,0 +1,26 @@
+"""Per-request dataloaders: one upstream fetch per (source, identity), however often asked.
+
+A loader per source is keyed by that source's identities (frozen dataclasses). Every
+identity requested in the same tick is fetched concurrently in one batch, and the
+loader's cache makes later asks in the same request free. Loaders are created per
+request (in get_context), never shared, so one caller never sees another's cache.
+"""
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiodataloader import DataLoader
+
+from gateway.records import Source, SourceFetch
+from gateway.sources.base import SourceClient
+
+
+def source_loader(client: SourceClient) -> DataLoader:
+    async def batch(identities: list[Any]) -> list[SourceFetch]:
+        return list(await asyncio.gather(*(client.fetch(identity) for identity in identities)))
+    return DataLoader(batch)
+
+
+def make_loaders(clients: dict[Source, SourceClient]) -> dict[Source, DataLoader]:
+    return {source: source_loader(client) for source, client in clients.items()}

@@ -1,0 +1,27 @@
+"""GraphQL enums. The domain enums live in gateway.records; these expose them unchanged."""
+from __future__ import annotations
+
+from enum import Enum
+
+import strawberry
+
+from gateway import records
+
+Source = strawberry.enum(records.Source, name="Source")
+WalletKind = strawberry.enum(records.WalletKind, name="WalletKind")
+AmountPrecision = strawberry.enum(records.AmountPrecision, name="AmountPrecision")
+PriceReliability = strawberry.enum(records.PriceReliability, name="PriceReliability")
+SourceState = strawberry.enum(records.SourceState, name="SourceState")
+
+
+@strawberry.enum
+class HoldingOrderField(Enum):
+    VALUE = "VALUE"
+    AMOUNT = "AMOUNT"
+    SYMBOL = "SYMBOL"
+
+
+@strawberry.enum
+class OrderDirection(Enum):
+    ASC = "ASC"
+    DESC = "DESC"

@@ -1,0 +1,28 @@
+"""GraphQL input types."""
+from __future__ import annotations
+
+from typing import Optional
+
+import strawberry
+
+from schema.enums import HoldingOrderField, OrderDirection, Source
+from schema.scalars import ChainId, Decimal
+
+
+@strawberry.input(description="Which holdings to include. Testnets and zero balances are left out unless asked for.")
+class HoldingFilter:
+    sources: Optional[list[Source]] = None
+    chain_ids: Optional[list[ChainId]] = None
+    symbols: Optional[list[str]] = None
+    asset_keys: Optional[list[str]] = None
+    wallet_ids: Optional[list[strawberry.ID]] = None
+    min_value: Optional[Decimal] = strawberry.field(
+        default=None, description="Only holdings whose value (in its own currency) is at least this.")
+    include_testnets: Optional[bool] = False
+    include_zero: Optional[bool] = False
+
+
+@strawberry.input
+class HoldingOrder:
+    field: HoldingOrderField = HoldingOrderField.VALUE
+    direction: OrderDirection = OrderDirection.DESC

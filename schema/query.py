@@ -1,0 +1,37 @@
+"""The Query root."""
+from __future__ import annotations
+
+from typing import Optional
+
+import strawberry
+from strawberry import Info
+
+from resolvers import fields
+from schema.types import Account, Asset, Node, Token
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(description="The account the caller's key belongs to.")
+    def viewer(self, info: Info) -> Optional[Account]:
+        return fields.viewer(info.context)
+
+    @strawberry.field(description="An account by id (FORBIDDEN unless it is the caller's).")
+    def account(self, info: Info, id: strawberry.ID) -> Optional[Account]:
+        return fields.account(info.context, id)
+
+    @strawberry.field(description="Several accounts; a forbidden one is null with an error at its index.")
+    def accounts(self, info: Info, ids: list[strawberry.ID]) -> list[Optional[Account]]:
+        return fields.accounts(info.context, ids, list(info.path.as_list()))
+
+    @strawberry.field(description="Any Account, Wallet, Holding or Token by its id.")
+    async def node(self, info: Info, id: strawberry.ID) -> Optional[Node]:
+        return await fields.node(info.context, id)
+
+    @strawberry.field(description="A token by CAIP-19 id (case-insensitive for EVM) or source-scoped id.")
+    async def token(self, info: Info, id: strawberry.ID) -> Optional[Token]:
+        return await fields.token(info.context, id)
+
+    @strawberry.field(description="An asset by key, e.g. usdc.")
+    def asset(self, info: Info, key: str) -> Optional[Asset]:
+        return fields.asset(info.context, key)

@@ -1,0 +1,213 @@
+"""The public object types. Field sources are the plain records of gateway.records and
+resolvers/ (matching attribute names), so no per-field wrapping; methods delegate to resolvers/."""
+from __future__ import annotations
+
+from typing import Annotated, Generic, Optional, TypeVar
+
+import strawberry
+from strawberry import Info
+
+from gateway import records
+from resolvers import accounts as account_resolvers
+from resolvers import fields
+from schema.enums import AmountPrecision, PriceReliability, Source, SourceState, WalletKind
+from schema.inputs import HoldingFilter, HoldingOrder
+from schema.scalars import AssetType, BigInt, ChainId, DateTime, Decimal
+
+T = TypeVar("T")
+
+
+@strawberry.interface(description="An object with a stable global id.")
+class Node:
+    id: strawberry.ID
+
+
+@strawberry.type(description="Relay page information.")
+class PageInfo:
+    has_next_page: bool
+    has_previous_page: bool
+    start_cursor: Optional[str]
+    end_cursor: Optional[str]
+
+
+@strawberry.type
+class Edge(Generic[T]):
+    cursor: str
+    node: T
+
+
+@strawberry.type
+class Connection(Generic[T]):
+    edges: list[Edge[T]]
+    nodes: list[T] = strawberry.field(description="The page's nodes without their edges.")
+    page_info: PageInfo
+    total_count: int = strawberry.field(description="Items across all pages of this listing.")
+
+
+@strawberry.type(description="A chain, by CAIP-2 id.")
+class Chain:
+    id: ChainId
+    name: str
+    is_testnet: bool
+
+
+@strawberry.type(description='The cross-chain group of tokens users think of as "the same" asset.')
+class Asset:
+    key: str
+    symbol: str
+    name: Optional[str]
+
+    @strawberry.field(description="Tokens of this asset on each chain, and off-chain tickers.")
+    def tokens(self, info: Info) -> list[Token]:
+        return fields.asset_tokens(info.context, self.key)
+
+
+@strawberry.type(description="One asset on one chain (CAIP-19 id when known), or one off-chain ticker. "
+                             "A token the registry cannot resolve keeps a source-scoped id and null decimals.")
+class Token(Node):
+    id: strawberry.ID
+    asset_type: Optional[AssetType]
+    chain: Optional[Chain]
+    symbol: str
+    name: Optional[str]
+    decimals: Optional[int] = strawberry.field(description="Null when unknown; never guessed.")
+    address: Optional[str] = strawberry.field(description="Contract or mint address (EIP-55 for EVM).")
+
+    @strawberry.field
+    def asset(self, info: Info) -> Asset:
+        return info.context.registry.asset(self.asset_key)
+
+    @classmethod
+    def is_type_of(cls, obj: object, info: Info) -> bool:
+        return isinstance(obj, records.Token)
+
+
+@strawberry.type(description="An amount with its currency.")
+class Money:
+    amount: Decimal
+    currency: str
+
+
+@strawberry.type(description="Price of one whole token.")
+class Price:
+    unit: Decimal
+    currency: str
+    reliability: PriceReliability
+    source: Optional[Source] = strawberry.field(description="The source the price came from.")
+
+
+@strawberry.type(description="A sum of values in one currency, and whether it covers everything.")
+class ValueTotal:
+    value: Money
+    complete: bool = strawberry.field(
+        description="False when a holding is unpriced in this currency or a source failed or was partial.")
+    unpriced_holdings: int
+    failed_sources: list[Source]
+
+
+@strawberry.type
+class SourceError:
+    code: str
+    message: str
+
+
+@strawberry.type(description="Something the source said that limits how complete its data is.")
+class SourceWarning:
+    code: str
+    message: str
+
+
+@strawberry.type(description="How one source answered for an account in this request.")
+class SourceStatus:
+    source: Source
+    state: SourceState
+    fetched_at: Optional[DateTime]
+    from_cache: bool
+    error: Optional[SourceError]
+    warnings: list[SourceWarning]
+    upstream_calls: int = strawberry.field(description="Upstream HTTP calls made for this source in this request.")
+
+
+@strawberry.type(description="One token in one wallet: amounts, valuation, freshness, provenance.")
+class Holding(Node):
+    id: strawberry.ID
+    wallet: Wallet
+    token: Token
+    source: Source
+    amount: Decimal = strawberry.field(description="Total, in whole-token units.")
+    amount_raw: Optional[BigInt] = strawberry.field(
+        description="Base units, when decimals are known and the amount is exact.")
+    precision: AmountPrecision
+    available: Optional[Decimal]
+    locked: Optional[Decimal]
+    pending: Optional[Decimal]
+    staked: Optional[Decimal]
+    price: Optional[Price]
+    value: Optional[Money] = strawberry.field(description="Null when unpriced; never 0 for unknown.")
+    updated_at: Optional[DateTime]
+
+    @strawberry.field
+    def asset(self, info: Info) -> Asset:
+        return info.context.registry.asset(self.token.asset_key)
+
+    @classmethod
+    def is_type_of(cls, obj: object, info: Info) -> bool:
+        return isinstance(obj, records.HoldingRecord)
+
+
+@strawberry.type(description="One place that holds assets at one upstream.")
+class Wallet(Node):
+    id: strawberry.ID
+    source: Source
+    kind: WalletKind
+    provider: Optional[str]
+    chain: Optional[Chain]
+    address: Optional[str] = strawberry.field(description="Full address when known.")
+    address_hint: Optional[str] = strawberry.field(description="Partial address, e.g. Calico's redacted last 4.")
+    label: Optional[str]
+
+    @strawberry.field
+    def account(self, info: Info) -> Account:
+        return fields.wallet_account(info.context, self)
+
+    @strawberry.field
+    async def holdings(self, info: Info, filter: Optional[HoldingFilter] = None,
+                       order_by: Optional[HoldingOrder] = None, first: Optional[int] = None,
+                       after: Optional[str] = None) -> Connection[Holding]:
+        return await fields.wallet_holdings(info.context, self, filter, order_by, first, after)
+
+    @strawberry.field
+    async def total_value(self, info: Info, currency: str = "USD") -> ValueTotal:
+        return await fields.wallet_total(info.context, self, currency)
+
+    @classmethod
+    def is_type_of(cls, obj: object, info: Info) -> bool:
+        return isinstance(obj, records.WalletRecord)
+
+
+@strawberry.type(description="A person or organization, with its identities at each upstream.")
+class Account(Node):
+    id: strawberry.ID
+
+    @strawberry.field
+    async def wallets(self, info: Info, sources: Optional[list[Source]] = None) -> list[Wallet]:
+        return await fields.account_wallets(info.context, self, sources)
+
+    @strawberry.field
+    async def holdings(self, info: Info, filter: Optional[HoldingFilter] = None,
+                       order_by: Optional[HoldingOrder] = None, first: Optional[int] = None,
+                       after: Optional[str] = None) -> Connection[Holding]:
+        return await fields.account_holdings(info.context, self, filter, order_by, first, after)
+
+    @strawberry.field
+    async def total_value(self, info: Info, currency: str = "USD",
+                          filter: Optional[HoldingFilter] = None) -> ValueTotal:
+        return await fields.account_total(info.context, self, currency, filter)
+
+    @strawberry.field(description="Every source, with how it answered (NOT_CONFIGURED when unused).")
+    async def sources(self, info: Info) -> list[SourceStatus]:
+        return await account_resolvers.source_statuses(info.context, self.config)
+
+    @classmethod
+    def is_type_of(cls, obj: object, info: Info) -> bool:
+        return isinstance(obj, account_resolvers.AccountRef)
