@@ -1,9 +1,6 @@
 """The strawberry schema. Types only: no I/O happens in this package."""
 from __future__ import annotations
 
-import decimal
-from datetime import datetime
-
 import strawberry
 from strawberry.extensions import ParserCache, ValidationCache
 from strawberry.schema.config import StrawberryConfig
@@ -19,8 +16,7 @@ def build_schema() -> strawberry.Schema:
         types=[Account, Wallet, Token, Holding],
         # Factories, not instances: per-request extension objects, shared module-level LRU caches.
         extensions=[lambda: ParserCache(maxsize=512), lambda: ValidationCache(maxsize=512)],
-        scalar_overrides={decimal.Decimal: scalars.Decimal, datetime: scalars.DateTime},
-        config=StrawberryConfig(auto_camel_case=True),
+        config=StrawberryConfig(auto_camel_case=True, scalar_map=scalars.SCALAR_MAP),
     )
 
 

@@ -64,42 +64,47 @@ def _pattern_scalar(pattern: re.Pattern[str], what: str):
     return parse
 
 
-Decimal = strawberry.scalar(
-    NewType("Decimal", decimal.Decimal),
+# The Python-side names the schema's annotations use; SCALAR_MAP says how each is (de)serialized.
+Decimal = NewType("Decimal", decimal.Decimal)
+BigInt = NewType("BigInt", int)
+DateTime = NewType("DateTime", datetime)
+ChainId = NewType("ChainId", str)
+AssetType = NewType("AssetType", str)
+
+_DECIMAL = strawberry.scalar(
     name="Decimal",
     description="Exact decimal number as a JSON string in plain notation (never an exponent, never a float).",
     serialize=serialize_decimal,
     parse_value=parse_decimal,
 )
-
-BigInt = strawberry.scalar(
-    NewType("BigInt", int),
-    name="BigInt",
-    description="Integer number of base units as a JSON string (uint256 safe).",
-    serialize=str,
-    parse_value=parse_bigint,
-)
-
-DateTime = strawberry.scalar(
-    NewType("DateTime", datetime),
+_DATETIME = strawberry.scalar(
     name="DateTime",
     description="ISO-8601 timestamp in UTC, e.g. 2025-09-26T14:17:39.584000Z.",
     serialize=serialize_datetime,
     parse_value=parse_datetime,
 )
 
-ChainId = strawberry.scalar(
-    NewType("ChainId", str),
-    name="ChainId",
-    description="CAIP-2 chain id, e.g. eip155:8453.",
-    serialize=str,
-    parse_value=_pattern_scalar(_CAIP2, "a CAIP-2 chain id such as eip155:1"),
-)
-
-AssetType = strawberry.scalar(
-    NewType("AssetType", str),
-    name="AssetType",
-    description="CAIP-19 asset type, e.g. eip155:8453/erc20:0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913.",
-    serialize=str,
-    parse_value=_pattern_scalar(_CAIP19, "a CAIP-19 asset type"),
-)
+SCALAR_MAP = {
+    Decimal: _DECIMAL,
+    decimal.Decimal: _DECIMAL,
+    DateTime: _DATETIME,
+    datetime: _DATETIME,
+    BigInt: strawberry.scalar(
+        name="BigInt",
+        description="Integer number of base units as a JSON string (uint256 safe).",
+        serialize=str,
+        parse_value=parse_bigint,
+    ),
+    ChainId: strawberry.scalar(
+        name="ChainId",
+        description="CAIP-2 chain id, e.g. eip155:8453.",
+        serialize=str,
+        parse_value=_pattern_scalar(_CAIP2, "a CAIP-2 chain id such as eip155:1"),
+    ),
+    AssetType: strawberry.scalar(
+        name="AssetType",
+        description="CAIP-19 asset type, e.g. eip155:8453/erc20:0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913.",
+        serialize=str,
+        parse_value=_pattern_scalar(_CAIP19, "a CAIP-19 asset type"),
+    ),
+}

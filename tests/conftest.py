@@ -15,19 +15,19 @@ ADMIN_KEY = "admin-key-for-tests"
 
 
 @pytest.fixture(scope="session")
-def world() -> World:
+def demo_world() -> World:
     return World.generate(2, size=8)
 
 
 @pytest.fixture(scope="session")
-def sims(world: World):
-    with ServerThread(world.combined_app()) as server:
+def sims(demo_world: World):
+    with ServerThread(demo_world.combined_app()) as server:
         yield server
 
 
 @pytest.fixture(scope="session")
-def gateway_config(world: World, sims: ServerThread):
-    raw = world.config_dict(sims.url, auth={"admin_keys": [ADMIN_KEY]})
+def gateway_config(demo_world: World, sims: ServerThread):
+    raw = demo_world.config_dict(sims.url, auth={"admin_keys": [ADMIN_KEY]}, server={"graphiql": True})
     for block in raw["sources"].values():
         block["timeout_s"] = 1.0
     from gateway.config import GatewayConfig
@@ -40,13 +40,13 @@ def gateway(gateway_config):
         yield server
 
 
-@pytest.fixture(autouse=True)
-def clean_simulators(world: World):
+@pytest.fixture()
+def clean_simulators(demo_world: World):
     """Every test starts with no faults, no latency and zeroed counters."""
-    for control in world.controls.values():
+    for control in demo_world.controls.values():
         control.reset()
     yield
-    for control in world.controls.values():
+    for control in demo_world.controls.values():
         control.reset()
 
 
@@ -71,5 +71,5 @@ def client(gateway: ServerThread) -> GraphQLClient:
     return GraphQLClient(gateway.url)
 
 
-def upstream_counts(world: World) -> dict[Source, int]:
-    return {source: control.requests for source, control in world.controls.items()}
+def upstream_counts(demo_world: World) -> dict[Source, int]:
+    return {source: control.requests for source, control in demo_world.controls.items()}

@@ -9,7 +9,11 @@ import httpx
 
 from gateway.records import Source
 from gateway.simulators.control import Fault
+import pytest
+
 from tests.conftest import ADMIN_KEY, upstream_counts
+
+pytestmark = pytest.mark.usefixtures("clean_simulators")
 
 ALL_SOURCES = {s.value for s in Source}
 
@@ -95,23 +99,23 @@ def test_testnets_are_flagged_and_left_out_of_totals_by_default(client):
     assert len(everything["holdings"]["nodes"]) == len(default["holdings"]["nodes"]) + len(testnet)
 
 
-def test_one_upstream_call_per_source_identity_and_page(client, world):
+def test_one_upstream_call_per_source_identity_and_page(client, demo_world):
     # A query that needs each fetch exactly once, read from the statuses...
     baseline = client.query("{ viewer { sources { source upstreamCalls } } }")["data"]["viewer"]["sources"]
     expected = {s["source"]: s["upstreamCalls"] for s in baseline}
-    assert upstream_counts(world) == {Source(k): v for k, v in expected.items()}
-    for control in world.controls.values():
+    assert upstream_counts(demo_world) == {Source(k): v for k, v in expected.items()}
+    for control in demo_world.controls.values():
         control.reset()
     # ...and the deep query with aliases and nested selections makes no more than that.
     body = client.query(DEEP)
     assert "errors" not in body
-    assert upstream_counts(world) == {Source(k): v for k, v in expected.items()}
+    assert upstream_counts(demo_world) == {Source(k): v for k, v in expected.items()}
     # identities of the demo account: one Calico token, one Cryptofuse token, ...
     assert expected["CALICO"] == 1 and expected["CRYPTOFUSE"] == 1
     assert expected["ONEBALANCE"] >= 1 and expected["COBO"] >= 1 and expected["DALP"] >= 1
 
 
-def test_two_accounts_in_one_request_fetch_each_identity_once(client, world):
+def test_two_accounts_in_one_request_fetch_each_identity_once(client, demo_world):
     q = """query($ids: [ID!]!) { accounts(ids: $ids) { id
         sources { source state upstreamCalls }
         holdings(first: 200) { totalCount nodes { amount wallet { account { id } } } }
@@ -127,25 +131,25 @@ def test_two_accounts_in_one_request_fetch_each_identity_once(client, world):
     for a in accounts:
         for s in a["sources"]:
             expected[Source(s["source"])] = expected.get(Source(s["source"]), 0) + s["upstreamCalls"]
-    assert upstream_counts(world) == expected
+    assert upstream_counts(demo_world) == expected
 
 
-def test_sources_are_fetched_concurrently(client, world):
+def test_sources_are_fetched_concurrently(client, demo_world):
     latency = 0.3
-    for control in world.controls.values():
+    for control in demo_world.controls.values():
         control.latency_s = latency
     started = time.perf_counter()
     body = client.query(DEEP)
     elapsed = time.perf_counter() - started
     assert "errors" not in body
-    calls = sum(upstream_counts(world).values())
+    calls = sum(upstream_counts(demo_world).values())
     longest_chain = max(s["upstreamCalls"] for s in body["data"]["viewer"]["sources"])
     # Serial fetching would take calls * latency; in parallel only the longest paging chain counts.
     assert calls >= 5
     assert elapsed < (longest_chain + 1.5) * latency < calls * latency, (elapsed, calls, longest_chain)
 
 
-def test_failed_source_gives_partial_data_and_one_coded_error(client, world):
+def test_failed_source_gives_partial_data_and_one_coded_error(client, demo_world):
     cases = [
         (Fault(kind="status", status=503), "UPSTREAM_UNAVAILABLE"),
         (Fault(kind="status", status=500), "UPSTREAM_UNAVAILABLE"),
@@ -157,9 +161,9 @@ def test_failed_source_gives_partial_data_and_one_coded_error(client, world):
     ]
     for failing in Source:
         for fault, code in cases:
-            for control in world.controls.values():
+            for control in demo_world.controls.values():
                 control.reset()
-            world.controls[failing].add_fault(fault)
+            demo_world.controls[failing].add_fault(fault)
             started = time.perf_counter()
             response = client.post(DEEP)
             elapsed = time.perf_counter() - started
@@ -182,7 +186,7 @@ def test_failed_source_gives_partial_data_and_one_coded_error(client, world):
             assert elapsed < 3.5
 
 
-def test_no_credential_reaches_the_client_or_the_log(client, world, caplog, gateway_config):
+def test_no_credential_reaches_the_client_or_the_log(client, demo_world, caplog, gateway_config):
     secrets = [k.get_secret_value() for a in gateway_config.accounts for k in a.api_keys[1:]]
     for account in gateway_config.accounts:
         for source in Source:
@@ -200,9 +204,9 @@ def test_no_credential_reaches_the_client_or_the_log(client, world, caplog, gate
     texts = []
     with caplog.at_level("DEBUG"):
         for source in Source:
-            for control in world.controls.values():
+            for control in demo_world.controls.values():
                 control.reset()
-            world.controls[source].add_fault(Fault(kind="status", status=401))
+            demo_world.controls[source].add_fault(Fault(kind="status", status=401))
             texts.append(client.post(DEEP).text)
     texts.append(caplog.text)
     texts.append(repr(gateway_config))
