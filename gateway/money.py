@@ -59,6 +59,15 @@ def div(a: Decimal, b: Decimal) -> Decimal:
     return CONTEXT.divide(a, b)
 
 
+# A unit price is a quotient (value / amount) and rarely terminates: round it to 28
+# significant digits, far beyond any price feed's precision. Values themselves stay exact.
+UNIT_PRICE_CONTEXT = decimal.Context(prec=28, rounding=decimal.ROUND_HALF_EVEN)
+
+
+def unit_price(value: Decimal, amount: Decimal) -> Decimal:
+    return UNIT_PRICE_CONTEXT.divide(value, amount)
+
+
 def from_base_units(raw: int, decimals: int) -> Decimal:
     """Exact human amount of `raw` base units of a token with `decimals` decimals."""
     return Decimal(raw).scaleb(-decimals, CONTEXT)

@@ -90,7 +90,7 @@ async def test_exact_amounts_wallets_tokens_and_prices(world):
     usdc = holdings[("ethereum:96Fc", "eip155:1/erc20:0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48")]
     assert usdc.amount == Decimal("206.651753") and str(usdc.amount) == "206.651753"
     assert usdc.value.amount == Decimal("206.59355189175383") and usdc.value.currency == "USD"
-    assert usdc.price.unit == money.div(Decimal("206.59355189175383"), Decimal("206.651753"))
+    assert usdc.price.unit == money.unit_price(Decimal("206.59355189175383"), Decimal("206.651753"))
     assert usdc.price.reliability is PriceReliability.REPORTED and usdc.price.source is Source.CALICO
     assert usdc.precision is AmountPrecision.FLOAT_APPROXIMATE and usdc.amount_raw is None
     assert usdc.updated_at == datetime(2025, 9, 26, 14, 17, 39, 584000, tzinfo=timezone.utc)
@@ -133,7 +133,7 @@ async def test_unknown_tokens_zero_balance_and_merge(world):
 
     base_eth = holdings[("base:D00d", "eip155:8453/slip44:60")]
     assert base_eth.amount == Decimal("1.75") and base_eth.value.amount == Decimal("7000.3125")
-    assert base_eth.price.unit == Decimal("4000.178571428571428571428571428571428571428571428571428571428571428571428571428571428571428571428571")
+    assert base_eth.price.unit == Decimal("4000.178571428571428571428571")
     assert base_eth.updated_at == datetime(2025, 9, 26, 14, 20, 0, 1000, tzinfo=timezone.utc)
 
 

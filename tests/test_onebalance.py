@@ -103,7 +103,7 @@ async def test_evm_and_solana_in_one_call_exact_amounts(env):
     assert eth.wallet is evm and eth.amount == Decimal("26.488136306212020002")
     assert eth.amount_raw == 26488136306212020002 and eth.precision == AmountPrecision.EXACT
     assert eth.value.amount == Decimal("46928.766212") and eth.value.currency == "USD"
-    assert eth.price.unit == money.div(Decimal("46928.766212"), Decimal("26.488136306212020002"))
+    assert eth.price.unit == money.unit_price(Decimal("46928.766212"), Decimal("26.488136306212020002"))
     assert eth.price.reliability == PriceReliability.REPORTED and eth.price.source == Source.ONEBALANCE
     assert by_token[USDC_BSC].amount == Decimal("1234.567890123456789012")   # registry decimals: 18
     assert by_token[USDC_ARB].amount == Decimal("62.459466")

@@ -180,7 +180,7 @@ def _unit_price(amount: Decimal, value: Money | None) -> Price | None:
     """`price_in_usd` is the position's value: one token is worth value / amount."""
     if value is None or amount.is_zero():
         return None
-    return Price(unit=money.div(value.amount, amount), currency=value.currency,
+    return Price(unit=money.unit_price(value.amount, amount), currency=value.currency,
                  reliability=PriceReliability.REPORTED, source=Source.CALICO)
 
 

@@ -36,10 +36,6 @@ PAGE_LIMIT = 200        # the documented maximum
 MAX_PAGES = 200         # runaway guard: a server trickling rows forever
 PARTICIPANT_WALLET = "participant"   # local id of the aggregate when a row has no byWallet split
 UNKNOWN_SYMBOL = "UNKNOWN"           # the yield denomination's placeholder
-# A unit price is value / amount, rarely a finite decimal: keep 28 significant digits
-# (the value itself stays exactly the upstream's figure).
-_UNIT_PRICE = money.CONTEXT.copy()
-_UNIT_PRICE.prec = 28
 
 
 def _amount(value: Any) -> Decimal:
@@ -285,7 +281,7 @@ class DalpClient(SourceClient[DalpSourceConfig, DalpIdentity]):
         if row.value_in_base_currency is None or row.value.is_zero():
             return None   # no price path: never a price of 0
         reliability = PriceReliability.REPORTED if row.price_reliable else PriceReliability.UNRELIABLE
-        return Price(unit=_UNIT_PRICE.divide(row.value_in_base_currency, row.value), currency=self.config.base_currency,
+        return Price(unit=money.unit_price(row.value_in_base_currency, row.value), currency=self.config.base_currency,
                      reliability=reliability, source=self.source)
 
     def _wallet(self, identity: DalpIdentity, part: _Part, chain: Chain) -> WalletRecord:

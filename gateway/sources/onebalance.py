@@ -183,7 +183,7 @@ class OneBalanceClient(SourceClient[OneBalanceSourceConfig, OneBalanceIdentity])
         # A unit price needs a whole-token amount; a zero value for a non-zero amount is
         # 6-dp rounding (or no price at all), never a price of 0.
         if value is not None and known and amount != 0 and fiat != 0:
-            price = Price(unit=money.div(fiat, amount), currency="USD",
+            price = Price(unit=money.unit_price(fiat, amount), currency="USD",
                           reliability=PriceReliability.REPORTED, source=self.source)
         return HoldingRecord(
             id=ids.holding_id(self.source.value, identity.account_id, wallet.local_id, token.id),
