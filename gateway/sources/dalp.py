@@ -70,9 +70,10 @@ class WalletBalance(_Lenient):
 
 
 class Denomination(_Lenient):
-    id: str
-    symbol: str
-    decimals: StrictInt
+    # Informational only (never a holding's token), so a sparse block must not fail the read.
+    id: str | None = None
+    symbol: str | None = None
+    decimals: StrictInt | None = None
 
     @property
     def is_fallback(self) -> bool:

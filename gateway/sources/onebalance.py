@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
@@ -58,10 +59,11 @@ class TotalBalance(_Lenient):
 
 
 class AggregatedBalanceResponse(_Lenient):
-    accounts: dict[str, str]                          # chain type ("evm", "solana") -> address
+    # Strict about what holdings are built from; tolerant of the rest, which we do not use.
+    accounts: dict[str, Any] = {}                     # chain type ("evm", "solana") -> address
     balanceByAggregatedAsset: list[AggregatedAssetBalance]
-    balanceBySpecificAsset: list[AssetBalance]
-    totalBalance: TotalBalance
+    balanceBySpecificAsset: list[AssetBalance] = []
+    totalBalance: TotalBalance | None = None
 
 
 class ErrorResponse(_Lenient):
