@@ -9,7 +9,7 @@ from strawberry import Info
 
 from gateway import records
 from resolvers import accounts as account_resolvers
-from resolvers import fields
+from resolvers import fields, history
 from schema.enums import AmountPrecision, PriceReliability, Source, SourceState, WalletKind
 from schema.inputs import HoldingFilter, HoldingOrder
 from schema.scalars import AssetType, BigInt, ChainId, DateTime, Decimal
@@ -155,6 +155,15 @@ class Holding(Node):
         return isinstance(obj, records.HoldingRecord)
 
 
+@strawberry.type(description="One entry of an account's balance history (Cryptofuse).")
+class BalanceChange:
+    timestamp: DateTime
+    type: str
+    token: Token
+    amount: Decimal
+    balance_after: Optional[Decimal]
+
+
 @strawberry.type(description="One place that holds assets at one upstream.")
 class Wallet(Node):
     id: strawberry.ID
@@ -203,6 +212,12 @@ class Account(Node):
     async def total_value(self, info: Info, currency: str = "USD",
                           filter: Optional[HoldingFilter] = None) -> ValueTotal:
         return await fields.account_total(info.context, self, currency, filter)
+
+    @strawberry.field(description="Balance history, newest first (from Cryptofuse). `currency` is the "
+                                  "Cryptofuse ticker (e.g. USDTERC20), `type` e.g. deposit.")
+    async def balance_history(self, info: Info, currency: Optional[str] = None, type: Optional[str] = None,
+                              first: Optional[int] = None, after: Optional[str] = None) -> Connection[BalanceChange]:
+        return await history.account_history(info.context, self, currency, type, first, after)
 
     @strawberry.field(description="Every source, with how it answered (NOT_CONFIGURED when unused).")
     async def sources(self, info: Info) -> list[SourceStatus]:
