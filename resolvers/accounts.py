@@ -4,14 +4,14 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Iterable
 
 from gateway.config import AccountConfig
 from gateway.errors import ClientCode
-from gateway.records import (Source, SourceError, SourceFetch, SourceState, SourceWarning,
-                             WalletRecord)
+from gateway.records import (HoldingRecord, Source, SourceError, SourceFetch, SourceState,
+                             SourceWarning, WalletRecord)
 from resolvers.context import RequestContext
 from resolvers.errors import client_error
+from resolvers.valuation import derive_values
 
 
 @dataclass(slots=True)
@@ -51,14 +51,10 @@ def configured_sources(ctx: RequestContext, account: AccountConfig) -> list[Sour
     return [s for s in Source if s in ctx.state.clients and account.source(s) is not None]
 
 
-async def fetch_account(ctx: RequestContext, account: AccountConfig,
-                        sources: Iterable[Source] | None = None) -> list[SourceFetch]:
-    """Every fetch for the account's sources (or those asked for), concurrently, via the loaders."""
-    wanted = set(sources) if sources is not None else None
+async def fetch_account(ctx: RequestContext, account: AccountConfig) -> list[SourceFetch]:
+    """Every fetch for the account's sources, concurrently, via the per-request loaders."""
     loads = []
     for source in configured_sources(ctx, account):
-        if wanted is not None and source not in wanted:
-            continue
         key = (account.id, source)
         identities = ctx.identities.get(key)
         if identities is None:
@@ -67,6 +63,32 @@ async def fetch_account(ctx: RequestContext, account: AccountConfig,
     fetches: list[SourceFetch] = list(await asyncio.gather(*loads)) if loads else []
     ctx.note_failures(fetches)
     return fetches
+
+
+@dataclass(slots=True)
+class AccountView:
+    """Everything one request knows of one account: its fetches, wallets and valued holdings."""
+    fetches: list[SourceFetch]
+    wallets: list[WalletRecord]
+    holdings: list[HoldingRecord]
+
+
+async def account_view(ctx: RequestContext, account: AccountConfig) -> AccountView:
+    """Built once per account per request, however many fields ask for it."""
+    pending = ctx.views.get(account.id)
+    if pending is None:
+        pending = ctx.views[account.id] = asyncio.ensure_future(_build_view(ctx, account))
+    return await pending
+
+
+async def _build_view(ctx: RequestContext, account: AccountConfig) -> AccountView:
+    # All sources, always: derived prices come from the other sources, so a holding's
+    # value must not depend on which sources a query happened to ask for.
+    fetches = await fetch_account(ctx, account)
+    holdings = derive_values([h for f in fetches for h in f.holdings])
+    for h in holdings:
+        ctx.seen_tokens.setdefault(h.token.id, h.token)
+    return AccountView(fetches=fetches, wallets=wallets_of(fetches), holdings=holdings)
 
 
 def wallets_of(fetches: list[SourceFetch]) -> list[WalletRecord]:
@@ -102,5 +124,5 @@ def status_of(source: Source, fetches: list[SourceFetch]) -> SourceStatusView:
 
 
 async def source_statuses(ctx: RequestContext, account: AccountConfig) -> list[SourceStatusView]:
-    fetches = await fetch_account(ctx, account)
-    return [status_of(source, fetches) for source in Source]
+    view = await account_view(ctx, account)
+    return [status_of(source, view.fetches) for source in Source]

@@ -63,7 +63,7 @@ class RequestContext:
     extra_errors: list[Any] = field(default_factory=list)
     identities: dict[tuple[str, Source], list[Any]] = field(default_factory=dict)
     seen_tokens: dict[str, Token] = field(default_factory=dict)
-    account_loader: DataLoader | None = None
+    views: dict[str, Any] = field(default_factory=dict)   # account id -> future of its AccountView
 
     @property
     def registry(self) -> TokenRegistry:

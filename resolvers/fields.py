@@ -5,12 +5,13 @@ from typing import Any
 
 from gateway import ids
 from gateway.errors import ClientCode
-from gateway.records import Asset, HoldingRecord, Source, Token, WalletRecord
-from resolvers.accounts import AccountRef, authorize, fetch_account, wallets_of
+from gateway.records import Asset, HoldingRecord, Source, SourceFetch, Token, WalletRecord
+from resolvers.accounts import AccountRef, account_view, authorize
 from resolvers.context import RequestContext
 from resolvers.errors import client_error
-from resolvers.holdings import order, select, selection, value_total, holdings_of
+from resolvers.holdings import ValueTotalView, order, select, selection, value_total
 from resolvers.pagination import Connection, paginate, scope_of
+from resolvers.positions import PositionView, group
 
 _SOURCE_ORDER = {s: i for i, s in enumerate(Source)}
 
@@ -39,14 +40,9 @@ def accounts(ctx: RequestContext, account_ids: list[str], path: list[Any]) -> li
 async def node(ctx: RequestContext, node_id: str) -> Any:
     decoded = ids.decode(node_id)
     if decoded and decoded[0] in ("Wallet", "Holding") and len(decoded[1]) >= 3:
-        type_name, (source_value, account_id, *_) = decoded
-        ref = authorize(ctx, account_id)
-        try:
-            source = Source(source_value)
-        except ValueError:
-            return None
-        fetches = await fetch_account(ctx, ref.config, [source])
-        items = wallets_of(fetches) if type_name == "Wallet" else holdings_of(fetches)
+        type_name, (_, account_id, *_) = decoded
+        view = await account_view(ctx, authorize(ctx, account_id).config)
+        items = view.wallets if type_name == "Wallet" else view.holdings
         return next((item for item in items if item.id == node_id), None)
     if ctx.state.account(node_id) is not None:
         return authorize(ctx, node_id)
@@ -61,7 +57,7 @@ async def token(ctx: RequestContext, token_id: str) -> Token | None:
     if ctx.caller is None:
         return None
     wanted = token_id.lower() if token_id.startswith("eip155:") else token_id
-    for h in holdings_of(await fetch_account(ctx, ctx.caller)):
+    for h in (await account_view(ctx, ctx.caller)).holdings:
         tid = h.token.id.lower() if h.token.id.startswith("eip155:") else h.token.id
         if tid == wanted:
             return h.token
@@ -72,7 +68,7 @@ def asset(ctx: RequestContext, key: str) -> Asset | None:
     if key in ctx.registry.assets:
         return ctx.registry.assets[key]
     seen = next((t for t in ctx.seen_tokens.values() if t.asset_key == key), None)
-    return ctx.registry.asset(key) if seen else None
+    return Asset(key=key, symbol=seen.symbol, name=seen.name) if seen else None
 
 
 def asset_tokens(ctx: RequestContext, key: str) -> list[Token]:
@@ -83,39 +79,48 @@ def asset_tokens(ctx: RequestContext, key: str) -> list[Token]:
     return list(tokens.values())
 
 
-# -- account fields -----------------------------------------------------------
-def _remember_tokens(ctx: RequestContext, holdings: list[HoldingRecord]) -> None:
-    for h in holdings:
-        ctx.seen_tokens.setdefault(h.token.id, h.token)
-
-
-async def account_wallets(ctx: RequestContext, ref: AccountRef, sources: list[Source] | None) -> list[WalletRecord]:
-    fetches = await fetch_account(ctx, ref.config, sources)
-    return sorted(wallets_of(fetches), key=lambda w: (_SOURCE_ORDER[w.source], w.local_id))
-
-
-async def _listing(ctx: RequestContext, owner: str, holdings: list[HoldingRecord], filter_: Any,
-                   order_by: Any, first: int | None, after: str | None) -> Connection[HoldingRecord]:
+# -- listings -----------------------------------------------------------------
+def _listing(owner: str, holdings: list[HoldingRecord], filter_: Any, order_by: Any,
+             first: int | None, after: str | None) -> Connection[HoldingRecord]:
     f = selection(filter_)
     field = order_by.field.value if order_by else "VALUE"
     direction = order_by.direction.value if order_by else "DESC"
     chosen = order(select(holdings, f), field, direction)
-    _remember_tokens(ctx, chosen)
-    scope = scope_of(owner, repr(f), field, direction)
-    return paginate(chosen, first, after, scope)
+    return paginate(chosen, first, after, scope_of(owner, repr(f), field, direction))
+
+
+def _fetches_for(fetches: list[SourceFetch], filter_: Any) -> list[SourceFetch]:
+    """The fetches a total depends on: those of the sources the filter keeps."""
+    sources = selection(filter_).sources
+    return [f for f in fetches if not sources or f.source in sources]
+
+
+# -- account fields -----------------------------------------------------------
+async def account_wallets(ctx: RequestContext, ref: AccountRef, sources: list[Source] | None) -> list[WalletRecord]:
+    view = await account_view(ctx, ref.config)
+    wallets = [w for w in view.wallets if not sources or w.source in sources]
+    return sorted(wallets, key=lambda w: (_SOURCE_ORDER[w.source], w.local_id))
 
 
 async def account_holdings(ctx: RequestContext, ref: AccountRef, filter_: Any, order_by: Any,
                            first: int | None, after: str | None) -> Connection[HoldingRecord]:
-    f = selection(filter_)
-    fetches = await fetch_account(ctx, ref.config, f.sources or None)
-    return await _listing(ctx, ref.id, holdings_of(fetches), f, order_by, first, after)
+    view = await account_view(ctx, ref.config)
+    return _listing(ref.id, view.holdings, filter_, order_by, first, after)
 
 
-async def account_total(ctx: RequestContext, ref: AccountRef, currency: str, filter_: Any):
-    f = selection(filter_)
-    fetches = await fetch_account(ctx, ref.config, f.sources or None)
-    return value_total(select(holdings_of(fetches), f), currency, fetches)
+async def account_total(ctx: RequestContext, ref: AccountRef, currency: str, filter_: Any) -> ValueTotalView:
+    view = await account_view(ctx, ref.config)
+    return value_total(select(view.holdings, selection(filter_)), currency, _fetches_for(view.fetches, filter_))
+
+
+async def account_positions(ctx: RequestContext, ref: AccountRef, grouping: str, currency: str, filter_: Any,
+                            first: int | None, after: str | None) -> Connection[PositionView]:
+    view = await account_view(ctx, ref.config)
+    chosen = select(view.holdings, selection(filter_))
+    total = value_total(chosen, currency, _fetches_for(view.fetches, filter_)).value.amount
+    positions = group(chosen, grouping, currency, total, ctx.registry)
+    return paginate(positions, first, after, scope_of(ref.id, "positions", grouping, currency.upper(),
+                                                       repr(selection(filter_))))
 
 
 # -- wallet fields ------------------------------------------------------------
@@ -123,19 +128,18 @@ def wallet_account(ctx: RequestContext, wallet: WalletRecord) -> AccountRef:
     return authorize(ctx, wallet.account_id)
 
 
-async def _wallet_fetches(ctx: RequestContext, wallet: WalletRecord):
-    ref = authorize(ctx, wallet.account_id)
-    return await fetch_account(ctx, ref.config, [wallet.source])
+async def _wallet_holdings(ctx: RequestContext, wallet: WalletRecord) -> tuple[list[HoldingRecord], list[SourceFetch]]:
+    view = await account_view(ctx, authorize(ctx, wallet.account_id).config)
+    fetches = [f for f in view.fetches if any(w.id == wallet.id for w in f.wallets)]
+    return [h for h in view.holdings if h.wallet.id == wallet.id], fetches
 
 
 async def wallet_holdings(ctx: RequestContext, wallet: WalletRecord, filter_: Any, order_by: Any,
                           first: int | None, after: str | None) -> Connection[HoldingRecord]:
-    fetches = await _wallet_fetches(ctx, wallet)
-    mine = [h for h in holdings_of(fetches) if h.wallet.id == wallet.id]
-    return await _listing(ctx, wallet.id, mine, filter_, order_by, first, after)
+    holdings, _ = await _wallet_holdings(ctx, wallet)
+    return _listing(wallet.id, holdings, filter_, order_by, first, after)
 
 
-async def wallet_total(ctx: RequestContext, wallet: WalletRecord, currency: str):
-    fetches = await _wallet_fetches(ctx, wallet)
-    mine = select([h for h in holdings_of(fetches) if h.wallet.id == wallet.id], selection(None))
-    return value_total(mine, currency, [f for f in fetches if any(w.id == wallet.id for w in f.wallets)])
+async def wallet_total(ctx: RequestContext, wallet: WalletRecord, currency: str) -> ValueTotalView:
+    holdings, fetches = await _wallet_holdings(ctx, wallet)
+    return value_total(select(holdings, selection(None)), currency, fetches)

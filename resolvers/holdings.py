@@ -29,10 +29,6 @@ def selection(filter_: Any | None) -> Any:
     return filter_ if filter_ is not None else DEFAULT_SELECTION
 
 
-def holdings_of(fetches: Iterable[SourceFetch]) -> list[HoldingRecord]:
-    return [h for f in fetches for h in f.holdings]
-
-
 def select(holdings: Iterable[HoldingRecord], f: Any) -> list[HoldingRecord]:
     sources = set(f.sources) if f.sources else None
     chains = set(f.chain_ids) if f.chain_ids else None

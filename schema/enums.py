@@ -25,3 +25,12 @@ class HoldingOrderField(Enum):
 class OrderDirection(Enum):
     ASC = "ASC"
     DESC = "DESC"
+
+
+@strawberry.enum
+class PositionGrouping(Enum):
+    ASSET = "ASSET"
+    TOKEN = "TOKEN"
+    CHAIN = "CHAIN"
+    SOURCE = "SOURCE"
+    WALLET = "WALLET"

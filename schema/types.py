@@ -10,7 +10,8 @@ from strawberry import Info
 from gateway import records
 from resolvers import accounts as account_resolvers
 from resolvers import fields, history
-from schema.enums import AmountPrecision, PriceReliability, Source, SourceState, WalletKind
+from schema.enums import (AmountPrecision, PositionGrouping, PriceReliability, Source, SourceState,
+                          WalletKind)
 from schema.inputs import HoldingFilter, HoldingOrder
 from schema.scalars import AssetType, BigInt, ChainId, DateTime, Decimal
 
@@ -194,6 +195,24 @@ class Wallet(Node):
         return isinstance(obj, records.WalletRecord)
 
 
+@strawberry.type(description="Holdings grouped by asset, token, chain, source or wallet, summed exactly.")
+class Position:
+    key: str
+    asset: Optional[Asset]
+    token: Optional[Token]
+    chain: Optional[Chain]
+    source: Optional[Source]
+    wallet: Optional[Wallet]
+    amount: Optional[Decimal] = strawberry.field(
+        description="Exact sum of the members' amounts; null when the group mixes assets (CHAIN, SOURCE, WALLET).")
+    value: Optional[Money] = strawberry.field(
+        description="Sum of the members' values in the requested currency; null when none is priced in it.")
+    share: Optional[Decimal] = strawberry.field(
+        description="This position's value over the total value of the same selection, in that currency.")
+    unpriced_holdings: int = strawberry.field(description="Members without a value in the requested currency.")
+    holdings: list[Holding]
+
+
 @strawberry.type(description="A person or organization, with its identities at each upstream.")
 class Account(Node):
     id: strawberry.ID
@@ -207,6 +226,12 @@ class Account(Node):
                        order_by: Optional[HoldingOrder] = None, first: Optional[int] = None,
                        after: Optional[str] = None) -> Connection[Holding]:
         return await fields.account_holdings(info.context, self, filter, order_by, first, after)
+
+    @strawberry.field
+    async def positions(self, info: Info, group_by: PositionGrouping = PositionGrouping.ASSET,
+                        filter: Optional[HoldingFilter] = None, first: Optional[int] = None,
+                        after: Optional[str] = None, currency: str = "USD") -> Connection[Position]:
+        return await fields.account_positions(info.context, self, group_by.value, currency, filter, first, after)
 
     @strawberry.field
     async def total_value(self, info: Info, currency: str = "USD",

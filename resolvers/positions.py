@@ -1,0 +1,85 @@
+"""Positions: holdings grouped by asset, token, chain, source or wallet, summed exactly."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Callable
+
+from gateway import money
+from gateway.records import Asset, Chain, HoldingRecord, Money, Source, Token, WalletRecord
+from gateway.registry import TokenRegistry
+from resolvers.holdings import order
+
+NO_CHAIN = "offchain"   # CHAIN key of holdings without a chain (exchange tickers, unknown tokens)
+
+
+@dataclass(slots=True)
+class PositionView:
+    key: str
+    holdings: list[HoldingRecord]
+    amount: Decimal | None          # None when the group mixes assets
+    value: Money | None             # None when no member is priced in the currency
+    share: Decimal | None
+    unpriced_holdings: int
+    asset: Asset | None = None
+    token: Token | None = None
+    chain: Chain | None = None
+    source: Source | None = None
+    wallet: WalletRecord | None = None
+
+
+_KEYS: dict[str, Callable[[HoldingRecord], str]] = {
+    "ASSET": lambda h: h.token.asset_key,
+    "TOKEN": lambda h: h.token.id,
+    "CHAIN": lambda h: h.token.chain.id if h.token.chain else NO_CHAIN,
+    "SOURCE": lambda h: h.source.value,
+    "WALLET": lambda h: h.wallet.id,
+}
+
+
+def group(holdings: list[HoldingRecord], grouping: str, currency: str, total: Decimal,
+          registry: TokenRegistry) -> list[PositionView]:
+    """Positions ordered by value (unpriced last), then key. `total` is what `share` divides."""
+    currency = currency.upper()
+    groups: dict[str, list[HoldingRecord]] = {}
+    for h in holdings:
+        groups.setdefault(_KEYS[grouping](h), []).append(h)
+    positions = [_position(key, members, grouping, currency, total, registry) for key, members in groups.items()]
+    priced = sorted((p for p in positions if p.value is not None), key=lambda p: (-p.value.amount, p.key))
+    return priced + sorted((p for p in positions if p.value is None), key=lambda p: p.key)
+
+
+def _position(key: str, members: list[HoldingRecord], grouping: str, currency: str, total: Decimal,
+              registry: TokenRegistry) -> PositionView:
+    first = members[0]
+    values = [h.value.amount for h in members if h.value is not None and h.value.currency == currency]
+    value = Money(money.dsum(values), currency) if values else None
+    # Amounts add up only within one asset, and only in whole-token units: OneBalance amounts
+    # of tokens with unknown decimals are base units, which must not be added to anything.
+    base_units = any(h.source is Source.ONEBALANCE and h.token.decimals is None for h in members)
+    same_unit = grouping in ("ASSET", "TOKEN") and not base_units
+    position = PositionView(
+        key=key,
+        holdings=order(members),
+        amount=money.dsum(h.amount for h in members) if same_unit else None,
+        value=value,
+        share=money.unit_price(value.amount, total) if value is not None and total else None,
+        unpriced_holdings=len(members) - len(values),
+    )
+    if grouping == "ASSET":
+        position.asset = registry.asset(key) if key in registry.assets else _asset_of(first.token)
+    elif grouping == "TOKEN":
+        position.token, position.chain = first.token, first.token.chain
+        position.asset = registry.asset(first.token.asset_key) if first.token.asset_key in registry.assets \
+            else _asset_of(first.token)
+    elif grouping == "CHAIN":
+        position.chain = first.token.chain
+    elif grouping == "SOURCE":
+        position.source = first.source
+    else:
+        position.wallet, position.source, position.chain = first.wallet, first.source, first.wallet.chain
+    return position
+
+
+def _asset_of(token: Token) -> Asset:
+    return Asset(key=token.asset_key, symbol=token.symbol, name=token.name)
