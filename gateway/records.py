@@ -127,6 +127,9 @@ class HoldingRecord:
     price: Price | None = None
     value: Money | None = None
     updated_at: datetime | None = None
+    # True when `amount` is in base units because the token's decimals are unknown
+    # (OneBalance reports only base units): such amounts are never added to others.
+    base_units: bool = False
 
 
 @dataclass(frozen=True, slots=True)

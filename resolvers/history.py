@@ -41,8 +41,8 @@ SEARCH_WINDOW = 10
 
 _VERSION = 1
 _TAG = b"bg-history-cursor-v1"
-# version (1) | scope (6) | fingerprint (8) | masked position, total (8) | check (4)
-_LAYOUT = struct.Struct(">B6s8s8s4s")
+# version (1) | scope (6) | fingerprint (8) | masked position, total (16) | check (4)
+_LAYOUT = struct.Struct(">B6s8s16s4s")
 
 _MEMO_ATTR = "_history_page_memo"
 
@@ -66,7 +66,7 @@ def fingerprint(entry: BalanceChangeRecord) -> bytes:
 
 
 def _mask(scope: bytes, fp: bytes) -> bytes:
-    return hashlib.blake2s(scope + fp, digest_size=8, person=b"bgmask").digest()
+    return hashlib.blake2s(scope + fp, digest_size=16, person=b"bgmask").digest()
 
 
 def _check(body: bytes) -> bytes:
@@ -75,9 +75,9 @@ def _check(body: bytes) -> bytes:
 
 def encode_cursor(scope: str, anchor: _Anchor) -> str:
     scope_b = bytes.fromhex(scope)
-    numbers = struct.pack(">II", anchor.pos, anchor.total)
+    numbers = struct.pack(">QQ", anchor.pos, anchor.total)
     masked = bytes(a ^ b for a, b in zip(numbers, _mask(scope_b, anchor.fp)))
-    body = struct.pack(">B6s8s8s", _VERSION, scope_b, anchor.fp, masked)
+    body = struct.pack(">B6s8s16s", _VERSION, scope_b, anchor.fp, masked)
     return base64.urlsafe_b64encode(body + _check(body)).rstrip(b"=").decode()
 
 
@@ -94,7 +94,7 @@ def decode_cursor(scope: str, cursor: str) -> _Anchor:
         raise _bad_cursor() from None
     if version != _VERSION or check != _check(raw[:-4]) or scope_b != bytes.fromhex(scope):
         raise _bad_cursor()
-    pos, total = struct.unpack(">II", bytes(a ^ b for a, b in zip(masked, _mask(scope_b, fp))))
+    pos, total = struct.unpack(">QQ", bytes(a ^ b for a, b in zip(masked, _mask(scope_b, fp))))
     if pos >= total:
         raise _bad_cursor()
     return _Anchor(pos=pos, total=total, fp=fp)
@@ -134,29 +134,40 @@ class _Reader:
         rows = page.entries[:limit]
         return rows, 0, page.total, len(rows) < limit or len(rows) >= page.total
 
-    async def after(self, anchor: _Anchor, want: int) -> tuple[list[BalanceChangeRecord], int, int, bool]:
+    async def after(self, anchor: _Anchor, want: int, *, same_request: bool = False
+                    ) -> tuple[list[BalanceChangeRecord], int, int, bool]:
         """Up to `want` entries right after the anchor entry (fewer if the upstream page
-        boundary comes first): (rows, position of the first, total, exhausted)."""
-        offset, limit = anchor.pos, min(UPSTREAM_MAX_LIMIT, want + 1)
+        boundary comes first): (rows, position of the first, total, exhausted).
+
+        A client's cursor is checked by reading from its entry (one row early). The
+        anchor of the previous upstream page of this same request is trusted while
+        `total` has not moved, so a 200-row page costs two calls, not three."""
+        if same_request:
+            offset, limit = anchor.pos + 1, min(UPSTREAM_MAX_LIMIT, want)
+        else:
+            offset, limit = anchor.pos, min(UPSTREAM_MAX_LIMIT, want + 1)
         aimed = searched = False
         while True:
             page = await self.page(limit, offset)
             rows = page.entries[:limit]
             expected = anchor.pos + (page.total - anchor.total)   # new entries shift it down
             j = expected - offset
-            if not (0 <= j < len(rows) and fingerprint(rows[j]) == anchor.fp):
+            if j == -1 and same_request and page.total == anchor.total:
+                found = True                                      # unchanged: rows follow on
+            elif 0 <= j < len(rows) and fingerprint(rows[j]) == anchor.fp:
+                found = True
+            else:   # not where `total` says: accept it elsewhere in these rows if unambiguous
                 hits = [i for i, e in enumerate(rows) if fingerprint(e) == anchor.fp]
-                j = hits[0] if len(hits) == 1 else -1
-            if j >= 0:
-                rest = rows[j + 1:]
+                found, j = (True, hits[0]) if len(hits) == 1 else (False, j)
+            if found:
                 exhausted = len(rows) < limit or offset + len(rows) >= page.total
-                return rest, offset + j + 1, page.total, exhausted
+                return rows[j + 1:], offset + j + 1, page.total, exhausted
             if expected < 0:
                 raise _history_changed()
             if not aimed and not 0 <= expected - offset < len(rows) and len(rows) == limit:
                 # `total` moved by more than this page covers: read again where it should be
                 aimed = True
-                offset = expected
+                offset, limit = expected, min(UPSTREAM_MAX_LIMIT, want + 1)
                 continue
             if searched:
                 raise _history_changed()
@@ -202,7 +213,7 @@ async def account_history(ctx: RequestContext, ref: Any, currency: str | None, t
             if anchor is None:
                 rows, pos, total, exhausted = await reader.head(want)
             else:
-                rows, pos, total, exhausted = await reader.after(anchor, want)
+                rows, pos, total, exhausted = await reader.after(anchor, want, same_request=bool(picked))
             if first_pos is None:
                 first_pos = pos
             rows = rows[:want]

@@ -54,10 +54,9 @@ def _position(key: str, members: list[HoldingRecord], grouping: str, currency: s
     first = members[0]
     values = [h.value.amount for h in members if h.value is not None and h.value.currency == currency]
     value = Money(money.dsum(values), currency) if values else None
-    # Amounts add up only within one asset, and only in whole-token units: OneBalance amounts
-    # of tokens with unknown decimals are base units, which must not be added to anything.
-    base_units = any(h.source is Source.ONEBALANCE and h.token.decimals is None for h in members)
-    same_unit = grouping in ("ASSET", "TOKEN") and not base_units
+    # Amounts add up only within one asset, and only in whole-token units: base-unit
+    # amounts (token decimals unknown) must not be added to anything.
+    same_unit = grouping in ("ASSET", "TOKEN") and not any(h.base_units for h in members)
     position = PositionView(
         key=key,
         holdings=order(members),

@@ -192,4 +192,5 @@ class OneBalanceClient(SourceClient[OneBalanceSourceConfig, OneBalanceIdentity])
             account_id=identity.account_id, wallet=wallet, token=token, source=self.source,
             # amountRaw is only for known decimals (schema contract); here `amount` carries the raw
             amount=amount, amount_raw=raw if known else None, precision=AmountPrecision.EXACT,
+            base_units=not known,
             price=price, value=value)
