@@ -6,6 +6,7 @@ from typing import Any
 from gateway import ids
 from gateway.errors import ClientCode
 from gateway.records import Asset, HoldingRecord, Source, SourceFetch, Token, WalletRecord
+from gateway.registry import token_key
 from resolvers.accounts import AccountRef, account_view, authorize
 from resolvers.context import RequestContext
 from resolvers.errors import client_error
@@ -56,10 +57,9 @@ async def token(ctx: RequestContext, token_id: str) -> Token | None:
     # A token outside the registry exists only as the caller's holdings name it.
     if ctx.caller is None:
         return None
-    wanted = token_id.lower() if token_id.startswith("eip155:") else token_id
+    wanted = token_key(token_id)
     for h in (await account_view(ctx, ctx.caller)).holdings:
-        tid = h.token.id.lower() if h.token.id.startswith("eip155:") else h.token.id
-        if tid == wanted:
+        if token_key(h.token.id) == wanted:
             return h.token
     return None
 

@@ -159,3 +159,62 @@ def test_exchange_and_custody_holdings_get_derived_prices(client):
     for h in nodes:
         if not h["price"]:
             assert h["value"] is None
+
+
+def test_cursor_survives_items_added_or_removed_before_it():
+    from dataclasses import dataclass
+
+    @dataclass
+    class Item:
+        id: str
+
+    items = [Item(f"i{n}") for n in range(10)]
+    first_page = paginate(items, 4, None, "s")
+    assert [i.id for i in first_page.nodes] == ["i0", "i1", "i2", "i3"]
+    # two new items sort before the cursor, one old one disappears: the next page still
+    # starts right after i3, with nothing repeated or skipped
+    changed = [Item("new-a"), Item("new-b")] + [i for i in items if i.id != "i1"]
+    second = paginate(changed, 4, first_page.page_info.end_cursor, "s")
+    assert [i.id for i in second.nodes] == ["i4", "i5", "i6", "i7"]
+    assert second.total_count == 11
+
+
+def test_cursor_from_another_listing_is_refused():
+    from graphql import GraphQLError
+    page = paginate(list(range(5)), 2, None, "listing-a")
+    with pytest.raises(GraphQLError) as err:
+        paginate(list(range(5)), 2, page.page_info.end_cursor, "listing-b")
+    assert err.value.extensions["code"] == "BAD_USER_INPUT"
+
+
+@pytest.mark.usefixtures("clean_simulators")
+def test_node_token_and_asset_lookups(client):
+    q = """{ viewer { id wallets { id } holdings(first: 200) { nodes { id token { id } } } } }"""
+    viewer = client.query(q)["data"]["viewer"]
+    wallet_id = viewer["wallets"][0]["id"]
+    holding = viewer["holdings"]["nodes"][0]
+    unknown = next(h for h in viewer["holdings"]["nodes"] if ":" in h["token"]["id"].split("/")[0]
+                   and h["token"]["id"].split(":")[0] in ("cobo", "cryptofuse", "calico"))
+    body = client.query("""query($w: ID!, $h: ID!, $a: ID!, $u: ID!) {
+        w: node(id: $w) { __typename id ... on Wallet { source } }
+        h: node(id: $h) { __typename id ... on Holding { amount } }
+        a: node(id: $a) { __typename id }
+        t: token(id: "EIP155:42161/ERC20:0XAF88D065E77C8CC2239327C5EDB3A432268E5831") { id decimals symbol asset { key } }
+        u: token(id: $u) { id decimals }
+        asset(key: "usdc") { key symbol tokens { id chain { id } } }
+        missing: asset(key: "no-such-asset") { key } }""",
+        {"w": wallet_id, "h": holding["id"], "a": "demo", "u": unknown["token"]["id"]})
+    assert "errors" not in body, body.get("errors")
+    data = body["data"]
+    assert data["w"]["__typename"] == "Wallet" and data["w"]["id"] == wallet_id
+    assert data["h"]["__typename"] == "Holding" and data["h"]["id"] == holding["id"]
+    assert data["a"] == {"__typename": "Account", "id": "demo"}
+    assert data["t"] == {"id": "eip155:42161/erc20:0xaf88d065e77c8cC2239327C5EDb3A432268e5831", "decimals": 6,
+                         "symbol": "USDC", "asset": {"key": "usdc"}}
+    assert data["u"]["id"] == unknown["token"]["id"] and data["u"]["decimals"] is None
+    chains = {t["chain"]["id"] for t in data["asset"]["tokens"] if t["chain"]}
+    assert {"eip155:1", "eip155:8453", "eip155:42161"} <= chains
+    assert data["missing"] is None
+    # another account's node is forbidden, not leaked
+    other = client.query('{ node(id: "user-0001") { id } }')
+    assert other["data"]["node"] is None and other["errors"][0]["extensions"]["code"] == "FORBIDDEN"

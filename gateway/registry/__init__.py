@@ -19,7 +19,7 @@ DATA_DIR = Path(__file__).parent / "data"
 
 def token_key(token_id: str) -> str:
     """Lookup key for a token id: EVM ids compare case-insensitively, everything else exactly."""
-    return token_id.lower() if token_id.startswith("eip155:") else token_id
+    return token_id.lower() if token_id[:7].lower() == "eip155:" else token_id
 
 
 def canonical_asset_type(asset_type: str) -> str:
