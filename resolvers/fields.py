@@ -7,12 +7,14 @@ from gateway import ids
 from gateway.errors import ClientCode
 from gateway.records import Asset, HoldingRecord, Source, SourceFetch, Token, WalletRecord
 from gateway.registry import token_key
+from resolvers import calico_window
 from resolvers.accounts import AccountRef, account_view, authorize
 from resolvers.context import RequestContext
 from resolvers.errors import client_error
 from resolvers.holdings import ValueTotalView, order, select, selection, value_total
 from resolvers.pagination import Connection, paginate, scope_of
 from resolvers.positions import PositionView, group
+from resolvers.valuation import derive_values
 
 _SOURCE_ORDER = {s: i for i, s in enumerate(Source)}
 
@@ -95,6 +97,20 @@ def _fetches_for(fetches: list[SourceFetch], filter_: Any) -> list[SourceFetch]:
     return [f for f in fetches if not sources or f.source in sources]
 
 
+async def _account_data(ctx: RequestContext, ref: AccountRef, filter_: Any) -> tuple[list[HoldingRecord], list[SourceFetch]]:
+    """The account's valued holdings and fetches for a filter, with Calico's share of the
+    filter pushed down to Calico where that changes the answer (see calico_window)."""
+    f = selection(filter_)
+    calico_window.validate_window(f)
+    view = await account_view(ctx, ref.config)
+    params = calico_window.pushdown(f, view.fetches)
+    if params is None:
+        return view.holdings, view.fetches
+    fetches = [x for x in view.fetches if x.source is not Source.CALICO]
+    fetches += await calico_window.pushed_fetches(ctx, ref.config, params)
+    return derive_values([h for x in fetches for h in x.holdings]), fetches
+
+
 # -- account fields -----------------------------------------------------------
 async def account_wallets(ctx: RequestContext, ref: AccountRef, sources: list[Source] | None) -> list[WalletRecord]:
     view = await account_view(ctx, ref.config)
@@ -104,20 +120,20 @@ async def account_wallets(ctx: RequestContext, ref: AccountRef, sources: list[So
 
 async def account_holdings(ctx: RequestContext, ref: AccountRef, filter_: Any, order_by: Any,
                            first: int | None, after: str | None) -> Connection[HoldingRecord]:
-    view = await account_view(ctx, ref.config)
-    return _listing(ref.id, view.holdings, filter_, order_by, first, after)
+    holdings, _ = await _account_data(ctx, ref, filter_)
+    return _listing(ref.id, holdings, filter_, order_by, first, after)
 
 
 async def account_total(ctx: RequestContext, ref: AccountRef, currency: str, filter_: Any) -> ValueTotalView:
-    view = await account_view(ctx, ref.config)
-    return value_total(select(view.holdings, selection(filter_)), currency, _fetches_for(view.fetches, filter_))
+    holdings, fetches = await _account_data(ctx, ref, filter_)
+    return value_total(select(holdings, selection(filter_)), currency, _fetches_for(fetches, filter_))
 
 
 async def account_positions(ctx: RequestContext, ref: AccountRef, grouping: str, currency: str, filter_: Any,
                             first: int | None, after: str | None) -> Connection[PositionView]:
-    view = await account_view(ctx, ref.config)
-    chosen = select(view.holdings, selection(filter_))
-    total = value_total(chosen, currency, _fetches_for(view.fetches, filter_)).value.amount
+    holdings, fetches = await _account_data(ctx, ref, filter_)
+    chosen = select(holdings, selection(filter_))
+    total = value_total(chosen, currency, _fetches_for(fetches, filter_)).value.amount
     positions = group(chosen, grouping, currency, total, ctx.registry)
     return paginate(positions, first, after, scope_of(ref.id, "positions", grouping, currency.upper(),
                                                        repr(selection(filter_))))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, Iterable
 
@@ -20,6 +21,9 @@ class HoldingSelection:
     min_value: Decimal | None = None
     include_testnets: bool | None = False
     include_zero: bool | None = False
+    providers: list[str] | None = None
+    updated_after: datetime | None = None
+    updated_before: datetime | None = None
 
 
 DEFAULT_SELECTION = HoldingSelection()
@@ -35,6 +39,8 @@ def select(holdings: Iterable[HoldingRecord], f: Any) -> list[HoldingRecord]:
     symbols = {s.upper() for s in f.symbols} if f.symbols else None
     assets = set(f.asset_keys) if f.asset_keys else None
     wallets = set(f.wallet_ids) if f.wallet_ids else None
+    providers = {p.lower() for p in f.providers} if f.providers else None
+    after, before = f.updated_after, f.updated_before
     out = []
     for h in holdings:
         if sources is not None and h.source not in sources:
@@ -52,6 +58,11 @@ def select(holdings: Iterable[HoldingRecord], f: Any) -> list[HoldingRecord]:
         if wallets is not None and h.wallet.id not in wallets:
             continue
         if f.min_value is not None and (h.value is None or h.value.amount < f.min_value):
+            continue
+        if providers is not None and (h.wallet.provider or "").lower() not in providers:
+            continue
+        if (after or before) and (h.updated_at is None or (after and h.updated_at < after)
+                                  or (before and h.updated_at > before)):
             continue
         out.append(h)
     return out

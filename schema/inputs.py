@@ -6,7 +6,7 @@ from typing import Optional
 import strawberry
 
 from schema.enums import HoldingOrderField, OrderDirection, Source
-from schema.scalars import ChainId, Decimal
+from schema.scalars import ChainId, DateTime, Decimal
 
 
 @strawberry.input(description="Which holdings to include. Testnets and zero balances are left out unless asked for.")
@@ -20,6 +20,13 @@ class HoldingFilter:
         default=None, description="Only holdings whose value (in its own currency) is at least this.")
     include_testnets: Optional[bool] = False
     include_zero: Optional[bool] = False
+    providers: Optional[list[str]] = strawberry.field(
+        default=None, description="Wallet providers, e.g. coinbase or ethereum (Calico crypto_source_id).")
+    updated_after: Optional[DateTime] = strawberry.field(
+        default=None, description="Only data fetched at or after this time (Calico start_time); "
+                                  "holdings without a fetch time are left out.")
+    updated_before: Optional[DateTime] = strawberry.field(
+        default=None, description="Only data fetched at or before this time (Calico end_time).")
 
 
 @strawberry.input
