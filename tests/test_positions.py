@@ -25,7 +25,7 @@ prices = st.decimals(min_value=Decimal("0.000001"), max_value=Decimal("1e6"), pl
 
 
 @st.composite
-def holdings(draw, max_size=200):
+def holdings(draw, max_size=300):
     n = draw(st.integers(min_value=0, max_value=max_size))
     out = []
     for i in range(n):
@@ -218,3 +218,21 @@ def test_node_token_and_asset_lookups(client):
     # another account's node is forbidden, not leaked
     other = client.query('{ node(id: "user-0001") { id } }')
     assert other["data"]["node"] is None and other["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+
+
+@pytest.mark.usefixtures("clean_simulators")
+def test_positions_totals_holdings_and_wallets_together_make_one_call_per_identity_and_page(client, demo_world):
+    from tests.conftest import upstream_counts
+    body = client.query("""{ viewer {
+        sources { source upstreamCalls }
+        byAsset: positions { nodes { key value { amount } holdings { id } } }
+        byChain: positions(groupBy: CHAIN) { nodes { key } }
+        eur: positions(groupBy: SOURCE, currency: "EUR") { nodes { key value { amount } } }
+        totalValue { value { amount } complete }
+        eurTotal: totalValue(currency: "EUR") { value { amount } }
+        holdings(first: 200, orderBy: {field: SYMBOL, direction: ASC}) { nodes { id } }
+        wallets { id holdings { totalCount } totalValue { value { amount } } } } }""")
+    assert "errors" not in body, body.get("errors")
+    expected = {Source(s["source"]): s["upstreamCalls"] for s in body["data"]["viewer"]["sources"]}
+    assert upstream_counts(demo_world) == expected
+    assert all(n >= 1 for n in expected.values())
