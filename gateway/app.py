@@ -21,12 +21,15 @@ from strawberry.asgi import GraphQL
 from strawberry.types import ExecutionResult
 
 from gateway import auth
+from gateway.cache import build_cache
 from gateway.config import GatewayConfig
 from gateway.errors import ClientCode
 from gateway.graphiql import graphiql_html
 from gateway.http import make_http_client
 from gateway.registry import TokenRegistry
+from gateway.resilience import BreakerState, Deadline
 from gateway.sources import build_clients
+from gateway.upstream import CURRENT_OPTIONS, FetchOptions
 from resolvers.context import GatewayState, RequestContext
 from resolvers.loaders import make_loaders
 from schema import schema as default_schema
@@ -56,10 +59,12 @@ class GatewayGraphQL(GraphQL):
         self._graphiql_html = graphiql_html(DEMO_KEY if state.config.demo else None)
 
     async def get_context(self, request: Any, response: Any = None) -> RequestContext:
+        deadline = Deadline.after(self.state.config.server.request_deadline_s)
         ctx = RequestContext(state=self.state, caller=getattr(request.state, "caller", None),
-                             is_admin=getattr(request.state, "is_admin", False),
-                             loaders=make_loaders(self.state.clients),
-                             request_id=getattr(request.state, "request_id", ""))
+                             is_admin=getattr(request.state, "is_admin", False), loaders={},
+                             request_id=getattr(request.state, "request_id", ""), deadline=deadline)
+        ctx.loaders = make_loaders(self.state.clients, ctx.options_for)
+        CURRENT_OPTIONS.set(FetchOptions(deadline=deadline))   # reads made outside the loaders (history)
         request.state.ctx = ctx
         return ctx
 
@@ -157,17 +162,34 @@ def _with_request_id(send: Any, request_id: str) -> Any:
 def create_app(config: GatewayConfig, *, extra_routes: list[BaseRoute] | None = None) -> Starlette:
     registry = TokenRegistry.default(config.registry or None)
     http = make_http_client()
-    state = GatewayState(config=config, registry=registry, clients=build_clients(config, http, registry))
+    cache = None
+    if config.cache.enabled:
+        redis_url = config.cache.redis_url.get_secret_value() if config.cache.redis_url else None
+        cache = build_cache(redis_url, max_entries=config.cache.max_entries)
+    state = GatewayState(config=config, registry=registry, clients=build_clients(config, http, registry, cache),
+                         cache=cache)
     graphql = AuthGate(GatewayGraphQL(state, graphiql=config.server.graphiql or config.demo), state)
 
     async def health(request: Request) -> JSONResponse:
-        return JSONResponse({"status": "ok", "demo": config.demo,
-                             "sources": [s.value for s in state.clients], "accounts": len(config.accounts)})
+        """Liveness by default; `/health?ready` adds readiness: breakers and the cache."""
+        body: dict[str, Any] = {"status": "ok", "demo": config.demo, "accounts": len(config.accounts),
+                                "sources": [s.value for s in state.clients]}
+        if "ready" not in request.query_params:
+            return JSONResponse(body)
+        breakers = {s.value: c.upstream.breaker.snapshot() for s, c in state.clients.items()}
+        open_ = [name for name, b in breakers.items() if BreakerState(b["state"]) is not BreakerState.CLOSED]
+        ready = not state.clients or len(open_) < len(state.clients)
+        body.update(status="ready" if ready else "not_ready",
+                    breakers={name: {**b, "state": BreakerState(b["state"]).value} for name, b in breakers.items()},
+                    cache=cache.describe() if cache is not None else {"backend": "off"})
+        return JSONResponse(body, status_code=200 if ready else 503)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
         yield
         await http.aclose()
+        if cache is not None and hasattr(cache, "close"):
+            await cache.close()
 
     routes: list[BaseRoute] = [
         Route("/graphql", graphql, methods=["GET", "POST"]),

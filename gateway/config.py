@@ -32,11 +32,30 @@ class ServerConfig(_Model):
     port: int = Field(8000, ge=0, le=65535)
     graphiql: bool = False          # the demo turns it on
     introspection: bool = True
+    # No response waits longer than this for upstreams: slower sources come back FAILED.
+    request_deadline_s: float = Field(10.0, gt=0, le=300)
+
+
+class CacheConfig(_Model):
+    enabled: bool = True
+    redis_url: SecretStr | None = None   # shared by every gateway process; in-memory LRU when absent
+    max_entries: int = Field(10_000, ge=1)
 
 
 class SourceConfig(_Model):
     base_url: str
-    timeout_s: float = Field(5.0, gt=0, le=120)
+    timeout_s: float = Field(5.0, gt=0, le=120)          # one upstream HTTP call
+    # caching of upstream responses (per source, identity and parameters)
+    cache_ttl_s: float = Field(30.0, ge=0)               # fresh for this long
+    max_stale_s: float = Field(300.0, ge=0)              # then served only when the upstream fails
+    refresh_min_interval_s: float = Field(10.0, ge=0)    # a client refresh at most this often per response
+    # protecting the upstream
+    max_concurrency: int | None = Field(16, ge=1)        # calls in flight to this source, process-wide
+    max_retries: int = Field(2, ge=0, le=10)             # on connection errors, 429, 502, 503, 504
+    retry_budget_ratio: float = Field(0.2, ge=0, le=1)   # retries at most this share of calls (+1/s)
+    breaker_failures: int = Field(5, ge=1)               # consecutive failures that open the circuit
+    breaker_cooldown_s: float = Field(30.0, gt=0)        # before one probe call is let through
+    max_response_bytes: int = Field(16 * 1024 * 1024, ge=1024)
 
     @field_validator("base_url")
     @classmethod
@@ -135,6 +154,7 @@ class AuthConfig(_Model):
 class GatewayConfig(_Model):
     server: ServerConfig = ServerConfig()
     auth: AuthConfig = AuthConfig()
+    cache: CacheConfig = CacheConfig()
     sources: SourcesConfig = SourcesConfig()
     accounts: list[AccountConfig] = []
     registry: dict[str, Any] = {}   # extra chains/assets/tokens, same shape as the data files

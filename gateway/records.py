@@ -157,3 +157,5 @@ class SourceFetch:
     warnings: list[SourceWarning] = field(default_factory=list)
     from_cache: bool = False
     upstream_calls: int = 0
+    # (cache key, response) pairs to store once the whole fetch has been read and normalized
+    cache_writes: list = field(default_factory=list, repr=False)

@@ -10,6 +10,8 @@ from aiodataloader import DataLoader
 from gateway.config import AccountConfig, GatewayConfig
 from gateway.records import Source, SourceFetch, Token
 from gateway.registry import TokenRegistry
+from gateway.resilience import Deadline
+from gateway.upstream import FetchOptions
 from gateway.sources.base import SourceClient
 
 
@@ -26,6 +28,7 @@ class GatewayState:
     config: GatewayConfig
     registry: TokenRegistry
     clients: dict[Source, SourceClient]
+    cache: Any = None
     # sha256(key) -> account id. Looking up a digest leaks nothing usable about the key,
     # and avoids comparing the presented key with every configured one.
     key_index: dict[bytes, str] = field(default_factory=dict)
@@ -64,6 +67,16 @@ class RequestContext:
     identities: dict[tuple[str, Source], list[Any]] = field(default_factory=dict)
     seen_tokens: dict[str, Token] = field(default_factory=dict)
     views: dict[str, Any] = field(default_factory=dict)   # account id -> future of its AccountView
+    deadline: Deadline = field(default_factory=Deadline.none)
+    # per account: maxAge/refresh asked on viewer/account/accounts (first ask wins)
+    fetch_options: dict[str, FetchOptions] = field(default_factory=dict)
+
+    def options_for(self, account_id: str) -> FetchOptions:
+        return self.fetch_options.get(account_id) or FetchOptions(deadline=self.deadline)
+
+    def ask(self, account_id: str, max_age_s: float | None, refresh: bool) -> None:
+        if (max_age_s is not None or refresh) and account_id not in self.fetch_options:
+            self.fetch_options[account_id] = FetchOptions(deadline=self.deadline, max_age_s=max_age_s, refresh=refresh)
 
     @property
     def registry(self) -> TokenRegistry:

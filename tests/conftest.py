@@ -27,9 +27,12 @@ def sims(demo_world: World):
 
 @pytest.fixture(scope="session")
 def gateway_config(demo_world: World, sims: ServerThread):
-    raw = demo_world.config_dict(sims.url, auth={"admin_keys": [ADMIN_KEY]}, server={"graphiql": True})
+    # No cache here: these tests count upstream calls per request (tests/test_resilience_e2e.py caches).
+    raw = demo_world.config_dict(sims.url, auth={"admin_keys": [ADMIN_KEY]}, server={"graphiql": True},
+                                 cache={"enabled": False})
     for block in raw["sources"].values():
-        block["timeout_s"] = 1.0
+        # Deterministic per test: no retries, no breaker carried from one test to the next.
+        block.update(timeout_s=1.0, max_retries=0, breaker_failures=1_000_000)
     from gateway.config import GatewayConfig
     return GatewayConfig.model_validate(raw)
 

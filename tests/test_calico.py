@@ -62,7 +62,7 @@ def clean(world):
 
 
 def make_client(server: ServerThread, http: httpx.AsyncClient, timeout_s: float = 2.0) -> CalicoClient:
-    config = CalicoSourceConfig(base_url=server.url, timeout_s=timeout_s)
+    config = CalicoSourceConfig(base_url=server.url, timeout_s=timeout_s, max_retries=0)
     return CalicoClient(config, http, TokenRegistry.default())
 
 

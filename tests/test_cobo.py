@@ -59,7 +59,7 @@ def requests_log(srv) -> list[dict[str, str]]:
 
 async def fetch_all(srv, wallets=(W1,), *, api_key=KEY, timeout_s=2.0, force_address=None):
     async with httpx.AsyncClient(transport=AiohttpTransport()) as http:
-        config = CoboSourceConfig(base_url=srv.url, api_key=api_key, timeout_s=timeout_s)
+        config = CoboSourceConfig(base_url=srv.url, api_key=api_key, timeout_s=timeout_s, max_retries=0)
         client = CoboClient(config, http, REGISTRY)
         identities = client.identities(AccountConfig(id="alice", cobo=CoboAccount(wallet_uuids=list(wallets))))
         if force_address:
@@ -248,10 +248,10 @@ async def test_success_false_on_200_is_bad_response():
     client = CoboClient(CoboSourceConfig(base_url="http://127.0.0.1:9", api_key="k"), None, REGISTRY)
     body = {"success": False, "message": "secret detail", "suggestion": "do x", "result": []}
     with pytest.raises(UpstreamError) as info:
-        client._parse(UpstreamResponse(status=200, headers=httpx.Headers(), body=body))
+        client._parse(UpstreamResponse(status=200, retry_after=None, body=body))
     assert info.value.code is UpstreamCode.BAD_RESPONSE and "secret detail" not in info.value.message
     with pytest.raises(UpstreamError) as info:
-        client._parse(UpstreamResponse(status=403, headers=httpx.Headers(), body=body))
+        client._parse(UpstreamResponse(status=403, retry_after=None, body=body))
     assert info.value.code is UpstreamCode.AUTH_FAILED
 
 

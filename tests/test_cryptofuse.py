@@ -64,7 +64,7 @@ def server(world):
 
 
 def _client(http: httpx.AsyncClient, url: str, timeout_s: float = 2.0) -> CryptofuseClient:
-    return CryptofuseClient(CryptofuseSourceConfig(base_url=url, timeout_s=timeout_s), http, REGISTRY)
+    return CryptofuseClient(CryptofuseSourceConfig(base_url=url, timeout_s=timeout_s, max_retries=0), http, REGISTRY)
 
 
 def _identity(token: str = TOKEN) -> CryptofuseIdentity:

@@ -81,7 +81,7 @@ def _reset(server):
 
 def _client(http: httpx.AsyncClient, url: str, **kw) -> DalpClient:
     cfg = {"base_url": url, "api_key": sim.ADMIN_KEY, "chain_id": "eip155:1", "base_currency": "EUR",
-           "timeout_s": 1.0} | kw
+           "timeout_s": 1.0, "max_retries": 0} | kw
     return DalpClient(DalpSourceConfig(**cfg), http, REGISTRY)
 
 

@@ -54,7 +54,7 @@ def env(ob_world):
 
 def make_client(http, server, *, key=sim.SIM_API_KEY, timeout=1.0, **extra) -> OneBalanceClient:
     config = OneBalanceSourceConfig(base_url=server.url, api_key=key, timeout_s=timeout,
-                                    aggregated_asset_ids=sim.AGGREGATED_IDS, **extra)
+                                    aggregated_asset_ids=sim.AGGREGATED_IDS, max_retries=0, **extra)
     return OneBalanceClient(config, http, REGISTRY)
 
 

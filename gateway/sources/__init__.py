@@ -9,7 +9,9 @@ import httpx
 from gateway.config import GatewayConfig
 from gateway.records import Source
 from gateway.registry import TokenRegistry
+from gateway.cache import Cache, InFlight
 from gateway.sources.base import SourceClient
+from gateway.upstream import Upstream
 
 
 def client_classes() -> dict[Source, type[SourceClient]]:
@@ -23,8 +25,13 @@ def client_classes() -> dict[Source, type[SourceClient]]:
             Source.ONEBALANCE: OneBalanceClient, Source.COBO: CoboClient, Source.DALP: DalpClient}
 
 
-def build_clients(config: GatewayConfig, http: httpx.AsyncClient, registry: TokenRegistry) -> dict[Source, SourceClient]:
+def build_clients(config: GatewayConfig, http: httpx.AsyncClient, registry: TokenRegistry,
+                  cache: Cache | None = None) -> dict[Source, SourceClient]:
+    """The configured sources' clients, each behind its own Upstream guard; one cache and
+    one in-flight table for the process."""
     classes = client_classes()
-    return {source: classes[source](source_config, http, registry)
+    inflight = InFlight()
+    return {source: classes[source](source_config, http, registry,
+                                    Upstream(source, source_config, http, cache, inflight))
             for source in Source
             if (source_config := config.sources.get(source)) is not None}

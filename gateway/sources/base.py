@@ -7,7 +7,6 @@ so no upstream body or credential can travel further.
 """
 from __future__ import annotations
 
-import asyncio
 import decimal
 import logging
 import time
@@ -16,7 +15,6 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, ClassVar, Generic, Hashable, Mapping, TypeVar
 
-import aiohttp
 import httpx
 import pydantic
 
@@ -24,12 +22,11 @@ from gateway import money
 from gateway.config import AccountConfig, SourceConfig
 from gateway.errors import UpstreamCode, UpstreamError
 from gateway.records import SourceError, SourceFetch, SourceState, Source
+from gateway.cache import InFlight
 from gateway.registry import TokenRegistry
+from gateway.upstream import Upstream
 
 log = logging.getLogger("gateway.sources")
-
-# A response larger than this is refused as UPSTREAM_BAD_RESPONSE rather than parsed.
-MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 
 ConfigT = TypeVar("ConfigT", bound=SourceConfig)
 IdentityT = TypeVar("IdentityT", bound=Hashable)
@@ -37,15 +34,6 @@ IdentityT = TypeVar("IdentityT", bound=Hashable)
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(int(value.strip())))
-    except ValueError:
-        return None  # HTTP-date form: treat as unknown rather than guess
 
 
 def status_code_error(source: Source, status: int, retry_after: float | None = None) -> UpstreamError:
@@ -67,7 +55,7 @@ def status_code_error(source: Source, status: int, retry_after: float | None = N
 @dataclass(slots=True)
 class UpstreamResponse:
     status: int
-    headers: httpx.Headers
+    retry_after: float | None
     body: Any  # parsed JSON (floats as Decimal), or None when the body was not JSON
 
 
@@ -76,10 +64,13 @@ class SourceClient(ABC, Generic[ConfigT, IdentityT]):
 
     source: ClassVar[Source]
 
-    def __init__(self, config: ConfigT, http: httpx.AsyncClient, registry: TokenRegistry):
+    def __init__(self, config: ConfigT, http: httpx.AsyncClient, registry: TokenRegistry,
+                 upstream: Upstream | None = None):
         self.config = config
         self.http = http
         self.registry = registry
+        # Process-wide guard of this upstream; a client built alone (tests) gets its own.
+        self.upstream = upstream or Upstream(self.source, config, http, cache=None, inflight=InFlight())
 
     @abstractmethod
     def identities(self, account: AccountConfig) -> list[IdentityT]:
@@ -107,7 +98,9 @@ class SourceClient(ABC, Generic[ConfigT, IdentityT]):
             # The exception text may quote upstream data: log its type only.
             self._fail(result, UpstreamCode.BAD_RESPONSE,
                        f"{self.source.value.title()} sent a response the gateway could not read")
-        result.fetched_at = utcnow()
+        await self.upstream.finish(result, ok=result.state is not SourceState.FAILED)
+        if result.fetched_at is None:
+            result.fetched_at = utcnow()
         log.debug("fetched source=%s account=%s state=%s calls=%d ms=%.1f", self.source.value,
                   result.account_id, result.state.value, result.upstream_calls,
                   (time.perf_counter() - started) * 1000)
@@ -123,51 +116,22 @@ class SourceClient(ABC, Generic[ConfigT, IdentityT]):
 
     async def get(self, fetch: SourceFetch, path: str, *, params: Mapping[str, Any] | list[tuple[str, Any]] | None = None,
                   headers: Mapping[str, str] | None = None) -> UpstreamResponse:
-        """GET base_url + path. Transport failures raise UpstreamError; any HTTP status returns."""
-        url = self.config.base_url + path
-        timeout = self.config.timeout_s
-        fetch.upstream_calls += 1
+        """GET base_url + path through the source's Upstream (cache, dedup, breaker, limits,
+        retries, deadline). Failures raise UpstreamError; any HTTP status returns."""
+        live = await self.upstream.get(fetch, self.config.base_url + path, params, headers)
+        moment = datetime.fromtimestamp(live.fetched_at, timezone.utc)
+        if fetch.fetched_at is None or moment < fetch.fetched_at:
+            fetch.fetched_at = moment   # a fetch is as old as its oldest page
         try:
-            async with asyncio.timeout(timeout):
-                async with self.http.stream("GET", url, params=params, headers=headers, timeout=timeout) as response:
-                    body = await _read_capped(response)
-        except TimeoutError:
-            raise UpstreamError(UpstreamCode.TIMEOUT, f"{self.source.value.title()} did not answer within {timeout:g}s") from None
-        except httpx.TimeoutException as exc:
-            # httpx-aiohttp maps some connection failures to ConnectTimeout: look at the cause.
-            if isinstance(exc.__cause__, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)) or isinstance(exc, httpx.ReadTimeout):
-                raise UpstreamError(UpstreamCode.TIMEOUT, f"{self.source.value.title()} did not answer within {timeout:g}s") from None
-            raise UpstreamError(UpstreamCode.UNAVAILABLE, f"{self.source.value.title()} could not be reached") from None
-        except (httpx.HTTPError, aiohttp.ClientError, OSError):
-            raise UpstreamError(UpstreamCode.UNAVAILABLE, f"{self.source.value.title()} could not be reached") from None
-        if body is None:
-            raise UpstreamError(UpstreamCode.BAD_RESPONSE,
-                                f"{self.source.value.title()} sent more than {MAX_RESPONSE_BYTES} bytes", status=response.status_code)
-        try:
-            parsed = money.loads(body) if body else None
+            parsed = money.loads(live.body) if live.body else None
         except ValueError:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
             parsed = None
-            if 200 <= response.status_code < 300:
+            if 200 <= live.status < 300:
                 raise UpstreamError(UpstreamCode.BAD_RESPONSE,
-                                    f"{self.source.value.title()} sent a body that is not JSON", status=response.status_code) from None
-        return UpstreamResponse(status=response.status_code, headers=response.headers, body=parsed)
+                                    f"{self.source.value.title()} sent a body that is not JSON", status=live.status) from None
+        return UpstreamResponse(status=live.status, retry_after=live.retry_after, body=parsed)
 
     def raise_for_status(self, response: UpstreamResponse) -> None:
         """Default: any non-2xx becomes the mapped UpstreamError."""
         if not 200 <= response.status < 300:
-            raise status_code_error(self.source, response.status, parse_retry_after(response.headers.get("retry-after")))
-
-
-async def _read_capped(response: httpx.Response) -> bytes | None:
-    """The streamed body, or None as soon as it exceeds MAX_RESPONSE_BYTES."""
-    declared = response.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > MAX_RESPONSE_BYTES:
-        return None
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.aiter_bytes():
-        size += len(chunk)
-        if size > MAX_RESPONSE_BYTES:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
+            raise status_code_error(self.source, response.status, response.retry_after)

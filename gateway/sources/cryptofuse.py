@@ -172,7 +172,10 @@ class CryptofuseClient(SourceClient[CryptofuseSourceConfig, CryptofuseIdentity])
                                     ("offset", offset)) if v is not None}
         # history is not a SourceFetch: a throwaway one carries base.get's call counter
         scratch = SourceFetch(source=self.source, account_id=identity.account_id, state=SourceState.OK)
-        response = await self.get(scratch, HISTORY_PATH, params=params, headers=self._auth(identity))
+        try:
+            response = await self.get(scratch, HISTORY_PATH, params=params, headers=self._auth(identity))
+        finally:
+            await self.upstream.finish(scratch, ok=False)   # history pages are not cached
         self.raise_for_status(response)
         try:
             body = HistoryResponse.model_validate(response.body)

@@ -1,0 +1,226 @@
+"""One upstream's protection, shared by every request in the process.
+
+Every upstream GET goes through `Upstream.get`, in this order:
+  cache (fresh enough for the request?) → in-flight de-duplication (same response
+  already being fetched here? or, with Redis, by another gateway process?) → circuit
+  breaker → concurrency limit → the HTTP call, retried with backoff within the retry
+  budget and the request's deadline → on failure, a stale cached answer if one is
+  young enough.
+Responses are written to the cache only after the whole fetch they belong to has
+been read and normalized (SourceClient.fetch), so garbage is never cached.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import aiohttp
+import httpx
+
+from gateway.cache import Cache, CachedResponse, InFlight, RedisCache, cache_key
+from gateway.config import SourceConfig
+from gateway.errors import UpstreamCode, UpstreamError
+from gateway.records import Source, SourceFetch, SourceWarning
+from gateway.resilience import CircuitBreaker, ConcurrencyLimiter, Deadline, RetryBudget, RetryPolicy
+
+log = logging.getLogger("gateway.upstream")
+
+
+@dataclass(frozen=True, slots=True)
+class FetchOptions:
+    """What one client request asks of the upstream reads it causes."""
+    deadline: Deadline = field(default_factory=Deadline.none)
+    max_age_s: float | None = None   # the client wants data at most this old
+    refresh: bool = False            # the client wants fresh data (rate-limited)
+
+
+# Set by the per-request loaders around each fetch; read by Upstream.get.
+CURRENT_OPTIONS: contextvars.ContextVar[FetchOptions] = contextvars.ContextVar("fetch_options", default=FetchOptions())
+
+
+@dataclass(slots=True)
+class LiveResponse:
+    status: int
+    body: bytes
+    fetched_at: float
+    retry_after: float | None = None
+    attempts: int = 0
+    from_cache: bool = False
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(int(value.strip())))
+    except ValueError:
+        return None  # HTTP-date form: treat as unknown rather than guess
+
+
+class Upstream:
+    def __init__(self, source: Source, config: SourceConfig, http: httpx.AsyncClient,
+                 cache: Cache | None, inflight: InFlight):
+        self.source = source
+        self.name = source.value.title()
+        self.config = config
+        self.http = http
+        self.cache = cache
+        self.inflight = inflight
+        self.policy = RetryPolicy(max_attempts=1 + config.max_retries)
+        self.budget = RetryBudget(ratio=config.retry_budget_ratio)
+        self.breaker = CircuitBreaker(failure_threshold=config.breaker_failures, cooldown_s=config.breaker_cooldown_s)
+        self.limiter = ConcurrencyLimiter(config.max_concurrency)
+
+    # -- the entry point ------------------------------------------------------
+    async def get(self, fetch: SourceFetch, url: str, params: Any, headers: Mapping[str, str] | None) -> LiveResponse:
+        options = CURRENT_OPTIONS.get()
+        params_list = _param_list(params)
+        credential = "\n".join(f"{k.lower()}:{v}" for k, v in sorted((headers or {}).items()))
+        key = cache_key(self.source.value, url, params_list, credential)
+        cached = await self.cache.get(key) if self.cache is not None else None
+        if cached is not None and self._serve_cached(fetch, cached, options):
+            return self._from_cache(fetch, cached)
+        try:
+            live = await self.inflight.run(key, lambda: self._fetch_shared(key, url, params_list, headers, options.deadline))
+        except UpstreamError as exc:
+            if cached is not None and exc.code is not UpstreamCode.AUTH_FAILED \
+                    and cached.age() <= self.config.cache_ttl_s + self.config.max_stale_s:
+                _warn(fetch, "STALE", f"{self.name} failed; serving its last good answer")
+                return self._from_cache(fetch, cached)
+            raise
+        fetch.upstream_calls += live.attempts
+        if live.from_cache:
+            fetch.from_cache = True
+        elif 200 <= live.status < 300 and self.cache is not None:
+            fetch.cache_writes.append((key, CachedResponse(live.status, live.body, live.fetched_at)))
+        return live
+
+    def _serve_cached(self, fetch: SourceFetch, cached: CachedResponse, options: FetchOptions) -> bool:
+        age = cached.age()
+        limit = self.config.cache_ttl_s if options.max_age_s is None else min(self.config.cache_ttl_s, options.max_age_s)
+        if not options.refresh and age <= limit:
+            return True
+        if (options.refresh or options.max_age_s is not None) and age <= self.config.cache_ttl_s \
+                and age < self.config.refresh_min_interval_s:
+            # Refreshes are rate-limited per response so clients cannot spend our quota.
+            _warn(fetch, "REFRESH_RATE_LIMITED",
+                  f"{self.name} was read {age:.0f}s ago; refreshed at most every {self.config.refresh_min_interval_s:g}s")
+            return True
+        return False
+
+    def _from_cache(self, fetch: SourceFetch, cached: CachedResponse) -> LiveResponse:
+        fetch.from_cache = True
+        return LiveResponse(status=cached.status, body=cached.body, fetched_at=cached.fetched_at, from_cache=True)
+
+    async def finish(self, fetch: SourceFetch, ok: bool) -> None:
+        """After a whole fetch: cache what it read if it all made sense; free fill locks."""
+        if self.cache is None:
+            return
+        keep = self.config.cache_ttl_s + self.config.max_stale_s
+        for key, entry in fetch.cache_writes:
+            if ok and keep > 0:
+                await self.cache.set(key, entry, keep)
+            if isinstance(self.cache, RedisCache):
+                await self.cache.release_fill_lock(key)
+        fetch.cache_writes.clear()
+
+    # -- one shared upstream read ----------------------------------------------
+    async def _fetch_shared(self, key: str, url: str, params: list[tuple[str, str]],
+                            headers: Mapping[str, str] | None, deadline: Deadline) -> LiveResponse:
+        if isinstance(self.cache, RedisCache) and self.cache.healthy:
+            # Another gateway process may be reading this very response: wait for its result.
+            if not await self.cache.acquire_fill_lock(key, ttl_s=self.config.timeout_s + 1):
+                filled = await self.cache.wait_for_fill(key, timeout_s=min(self.config.timeout_s, deadline.remaining()))
+                if filled is not None:
+                    return LiveResponse(filled.status, filled.body, filled.fetched_at, from_cache=True)
+        return await self._call_with_retries(url, params, headers, deadline)
+
+    async def _call_with_retries(self, url: str, params: list[tuple[str, str]], headers: Mapping[str, str] | None,
+                                 deadline: Deadline) -> LiveResponse:
+        self.budget.record_request()
+        attempt = 0
+        while True:
+            attempt += 1
+            if deadline.remaining() <= 0:
+                raise UpstreamError(UpstreamCode.TIMEOUT, f"{self.name} was not read before the request deadline")
+            if not self.breaker.allow():
+                snapshot = self.breaker.snapshot()
+                raise UpstreamError(UpstreamCode.UNAVAILABLE,
+                                    f"{self.name} is failing; the gateway is not calling it for "
+                                    f"{snapshot['seconds_until_probe']:.0f}s (circuit open)")
+            error: UpstreamError | None = None
+            live: LiveResponse | None = None
+            try:
+                live = await self._http(url, params, headers, min(self.config.timeout_s, deadline.remaining()))
+                live.attempts = attempt
+            except UpstreamError as exc:
+                error = exc
+            failed = error is not None or live.status >= 500 or live.status == 429
+            (self.breaker.record_failure if failed else self.breaker.record_success)()
+            retryable = (error is not None and error.code is UpstreamCode.UNAVAILABLE) or \
+                (live is not None and self.policy.should_retry_status(live.status))
+            if retryable and attempt < self.policy.max_attempts:
+                delay = self.policy.delay(attempt, live.retry_after if live else None)
+                if delay < deadline.remaining() and self.budget.try_spend():
+                    log.info("retrying source=%s attempt=%d delay_ms=%.0f", self.source.value, attempt + 1, delay * 1000)
+                    await asyncio.sleep(delay)
+                    continue
+            if error is not None:
+                error.attempts = attempt  # type: ignore[attr-defined]
+                raise error
+            assert live is not None
+            return live
+
+    async def _http(self, url: str, params: list[tuple[str, str]], headers: Mapping[str, str] | None,
+                    timeout: float) -> LiveResponse:
+        """One HTTP GET (waiting for a concurrency slot counts against the timeout)."""
+        try:
+            async with asyncio.timeout(timeout):
+                async with self.limiter:
+                    async with self.http.stream("GET", url, params=params, headers=headers, timeout=timeout) as response:
+                        body = await _read_capped(response, self.config.max_response_bytes)
+                        status, retry_after = response.status_code, parse_retry_after(response.headers.get("retry-after"))
+        except TimeoutError:
+            raise UpstreamError(UpstreamCode.TIMEOUT, f"{self.name} did not answer within {timeout:.3g}s") from None
+        except httpx.TimeoutException as exc:
+            # httpx-aiohttp maps some connection failures to ConnectTimeout: look at the cause.
+            if isinstance(exc.__cause__, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)) or isinstance(exc, httpx.ReadTimeout):
+                raise UpstreamError(UpstreamCode.TIMEOUT, f"{self.name} did not answer within {timeout:.3g}s") from None
+            raise UpstreamError(UpstreamCode.UNAVAILABLE, f"{self.name} could not be reached") from None
+        except (httpx.HTTPError, aiohttp.ClientError, OSError):
+            raise UpstreamError(UpstreamCode.UNAVAILABLE, f"{self.name} could not be reached") from None
+        if body is None:
+            raise UpstreamError(UpstreamCode.BAD_RESPONSE,
+                                f"{self.name} sent more than {self.config.max_response_bytes} bytes", status=status)
+        return LiveResponse(status=status, body=body, fetched_at=time.time(), retry_after=retry_after)
+
+
+def _param_list(params: Any) -> list[tuple[str, str]]:
+    if params is None:
+        return []
+    items = params.items() if isinstance(params, Mapping) else params
+    return [(str(k), str(v).lower() if isinstance(v, bool) else str(v)) for k, v in items]
+
+
+def _warn(fetch: SourceFetch, code: str, message: str) -> None:
+    if not any(w.code == code for w in fetch.warnings):
+        fetch.warnings.append(SourceWarning(code=code, message=message))
+
+
+async def _read_capped(response: httpx.Response, cap: int) -> bytes | None:
+    """The streamed body, or None as soon as it exceeds `cap` bytes."""
+    declared = response.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > cap:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > cap:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
