@@ -9,6 +9,7 @@ from gateway.config import AccountConfig
 from gateway.errors import ClientCode
 from gateway.records import (HoldingRecord, Source, SourceError, SourceFetch, SourceState,
                              SourceWarning, WalletRecord)
+from gateway.resilience import BreakerState
 from resolvers.context import RequestContext
 from resolvers.errors import client_error
 from resolvers.valuation import derive_values
@@ -30,6 +31,7 @@ class SourceStatusView:
     error: SourceError | None = None
     warnings: list[SourceWarning] = field(default_factory=list)
     upstream_calls: int = 0
+    breaker: BreakerState = BreakerState.CLOSED
 
 
 def authorize(ctx: RequestContext, account_id: str) -> AccountRef:
@@ -125,4 +127,9 @@ def status_of(source: Source, fetches: list[SourceFetch]) -> SourceStatusView:
 
 async def source_statuses(ctx: RequestContext, account: AccountConfig) -> list[SourceStatusView]:
     view = await account_view(ctx, account)
-    return [status_of(source, view.fetches) for source in Source]
+    statuses = [status_of(source, view.fetches) for source in Source]
+    for status in statuses:
+        client = ctx.state.clients.get(status.source)
+        if client is not None:
+            status.breaker = client.upstream.breaker.state
+    return statuses

@@ -20,19 +20,33 @@ _SOURCE_ORDER = {s: i for i, s in enumerate(Source)}
 
 
 # -- roots ------------------------------------------------------------------
-def viewer(ctx: RequestContext) -> AccountRef | None:
-    return AccountRef(id=ctx.caller.id, config=ctx.caller) if ctx.caller else None
+def _freshness(max_age: int | None) -> float | None:
+    if max_age is not None and max_age < 0:
+        raise client_error(ClientCode.BAD_USER_INPUT, "`maxAge` must be 0 or more seconds")
+    return None if max_age is None else float(max_age)
 
 
-def account(ctx: RequestContext, account_id: str) -> AccountRef:
-    return authorize(ctx, account_id)
+def viewer(ctx: RequestContext, max_age: int | None = None, refresh: bool = False) -> AccountRef | None:
+    if ctx.caller is None:
+        return None
+    ctx.ask(ctx.caller.id, _freshness(max_age), refresh)
+    return AccountRef(id=ctx.caller.id, config=ctx.caller)
 
 
-def accounts(ctx: RequestContext, account_ids: list[str], path: list[Any]) -> list[AccountRef | None]:
+def account(ctx: RequestContext, account_id: str, max_age: int | None = None, refresh: bool = False) -> AccountRef:
+    ref = authorize(ctx, account_id)
+    ctx.ask(ref.id, _freshness(max_age), refresh)
+    return ref
+
+
+def accounts(ctx: RequestContext, account_ids: list[str], path: list[Any], max_age: int | None = None,
+             refresh: bool = False) -> list[AccountRef | None]:
+    freshness = _freshness(max_age)
     out: list[AccountRef | None] = []
     for index, account_id in enumerate(account_ids):
         try:
             out.append(authorize(ctx, account_id))
+            ctx.ask(account_id, freshness, refresh)
         except Exception as exc:  # a GraphQLError from authorize: report it at its index
             exc.path = path + [index]
             ctx.extra_errors.append(exc)

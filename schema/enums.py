@@ -5,7 +5,7 @@ from enum import Enum
 
 import strawberry
 
-from gateway import records
+from gateway import records, resilience
 
 Source = strawberry.enum(records.Source, name="Source")
 WalletKind = strawberry.enum(records.WalletKind, name="WalletKind")
@@ -34,3 +34,7 @@ class PositionGrouping(Enum):
     CHAIN = "CHAIN"
     SOURCE = "SOURCE"
     WALLET = "WALLET"
+
+BreakerState = strawberry.enum(
+    resilience.BreakerState, name="BreakerState",
+    description="CLOSED: calls flow; OPEN: failing, skipped until a cool-down; HALF_OPEN: one probe decides.")

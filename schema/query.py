@@ -1,7 +1,7 @@
 """The Query root."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import Annotated, Optional
 
 import strawberry
 from strawberry import Info
@@ -10,19 +10,26 @@ from resolvers import fields
 from schema.types import Account, Asset, Node, Token
 
 
+MaxAge = Annotated[Optional[int], strawberry.argument(
+    description="Seconds: use upstream answers at most this old (cached ones may be up to each source's TTL).")]
+Refresh = Annotated[bool, strawberry.argument(
+    description="Ask every source again instead of the cache (rate-limited per source; Cobo without force_refresh).")]
+
+
 @strawberry.type
 class Query:
     @strawberry.field(description="The account the caller's key belongs to.")
-    def viewer(self, info: Info) -> Optional[Account]:
-        return fields.viewer(info.context)
+    def viewer(self, info: Info, max_age: MaxAge = None, refresh: Refresh = False) -> Optional[Account]:
+        return fields.viewer(info.context, max_age, refresh)
 
     @strawberry.field(description="An account by id (FORBIDDEN unless it is the caller's).")
-    def account(self, info: Info, id: strawberry.ID) -> Optional[Account]:
-        return fields.account(info.context, id)
+    def account(self, info: Info, id: strawberry.ID, max_age: MaxAge = None, refresh: Refresh = False) -> Optional[Account]:
+        return fields.account(info.context, id, max_age, refresh)
 
     @strawberry.field(description="Several accounts; a forbidden one is null with an error at its index.")
-    def accounts(self, info: Info, ids: list[strawberry.ID]) -> list[Optional[Account]]:
-        return fields.accounts(info.context, ids, list(info.path.as_list()))
+    def accounts(self, info: Info, ids: list[strawberry.ID], max_age: MaxAge = None,
+                 refresh: Refresh = False) -> list[Optional[Account]]:
+        return fields.accounts(info.context, ids, list(info.path.as_list()), max_age, refresh)
 
     @strawberry.field(description="Any Account, Wallet, Holding or Token by its id.")
     async def node(self, info: Info, id: strawberry.ID) -> Optional[Node]:

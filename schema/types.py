@@ -10,7 +10,7 @@ from strawberry import Info
 from gateway import records
 from resolvers import accounts as account_resolvers
 from resolvers import fields, history
-from schema.enums import (AmountPrecision, PositionGrouping, PriceReliability, Source, SourceState,
+from schema.enums import (AmountPrecision, BreakerState, PositionGrouping, PriceReliability, Source, SourceState,
                           WalletKind)
 from schema.inputs import HoldingFilter, HoldingOrder
 from schema.scalars import AssetType, BigInt, ChainId, DateTime, Decimal
@@ -126,7 +126,9 @@ class SourceStatus:
     from_cache: bool
     error: Optional[SourceError]
     warnings: list[SourceWarning]
-    upstream_calls: int = strawberry.field(description="Upstream HTTP calls made for this source in this request.")
+    upstream_calls: int = strawberry.field(
+        description="Upstream HTTP calls (retries included) behind this data in this request; 0 when cached.")
+    breaker: BreakerState = strawberry.field(description="The source's circuit breaker in this gateway process.")
 
 
 @strawberry.type(description="One token in one wallet: amounts, valuation, freshness, provenance.")
