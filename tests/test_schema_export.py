@@ -24,10 +24,34 @@ def test_no_float_or_int_money_fields():
 
 
 def test_design_contract_names_are_present():
-    sdl = schema.as_str()
-    for name in ("type Account implements Node", "type Wallet implements Node", "type Token implements Node",
-                 "type Holding implements Node", "viewer: Account", "accounts(ids: [ID!]!): [Account]!",
-                 "totalValue(currency: String! = \"USD\"", "sources: [SourceStatus!]!",
-                 "enum Source", "enum WalletKind", "enum AmountPrecision", "enum PriceReliability",
-                 "enum SourceState", "scalar Decimal", "scalar BigInt", "scalar ChainId", "scalar AssetType"):
-        assert name in sdl, name
+    gql = schema._schema
+    def field_type(type_name: str, field: str) -> str:
+        return str(gql.type_map[type_name].fields[field].type)
+    assert field_type("Query", "viewer") == "Account"
+    assert field_type("Query", "account") == "Account"
+    assert field_type("Query", "accounts") == "[Account]!"
+    assert str(gql.query_type.fields["accounts"].args["ids"].type) == "[ID!]!"
+    for name in ("node", "token", "asset"):
+        assert name in gql.query_type.fields
+    expected = {
+        "Account": {"id": "ID!", "wallets": "[Wallet!]!", "holdings": "HoldingConnection!",
+                    "positions": "PositionConnection!", "totalValue": "ValueTotal!",
+                    "balanceHistory": "BalanceChangeConnection!", "sources": "[SourceStatus!]!"},
+        "Holding": {"amount": "Decimal!", "amountRaw": "BigInt", "precision": "AmountPrecision!",
+                    "value": "Money", "price": "Price", "updatedAt": "DateTime"},
+        "ValueTotal": {"value": "Money!", "complete": "Boolean!", "unpricedHoldings": "Int!",
+                       "failedSources": "[Source!]!"},
+        "SourceStatus": {"source": "Source!", "state": "SourceState!", "fetchedAt": "DateTime",
+                         "fromCache": "Boolean!", "error": "SourceError"},
+        "Position": {"key": "String!", "amount": "Decimal", "value": "Money", "share": "Decimal",
+                     "holdings": "[Holding!]!"},
+    }
+    for type_name, fields in expected.items():
+        for field, type_str in fields.items():
+            assert field_type(type_name, field) == type_str, (type_name, field)
+    default = gql.type_map["Account"].fields["totalValue"].args["currency"].default_value
+    assert default == "USD"
+    for enum in ("Source", "WalletKind", "AmountPrecision", "PriceReliability", "SourceState", "PositionGrouping"):
+        assert enum in gql.type_map
+    for scalar in ("Decimal", "BigInt", "DateTime", "ChainId", "AssetType"):
+        assert scalar in gql.type_map
