@@ -87,11 +87,12 @@ class Upstream:
         try:
             live = await self.inflight.run(key, lambda: self._fetch_shared(key, url, params_list, headers, options.deadline))
         except UpstreamError as exc:
-            if cached is not None and exc.code is not UpstreamCode.AUTH_FAILED \
-                    and cached.age() <= self.config.cache_ttl_s + self.config.max_stale_s:
-                _warn(fetch, "STALE", f"{self.name} failed; serving its last good answer")
-                return self._from_cache(fetch, cached)
+            if exc.code is not UpstreamCode.AUTH_FAILED and self._stale_usable(cached):
+                return self._stale(fetch, cached)
             raise
+        if (live.status >= 500 or live.status == 429) and self._stale_usable(cached):
+            fetch.upstream_calls += live.attempts
+            return self._stale(fetch, cached)
         fetch.upstream_calls += live.attempts
         if live.from_cache:
             fetch.from_cache = True
@@ -111,6 +112,15 @@ class Upstream:
                   f"{self.name} was read {age:.0f}s ago; refreshed at most every {self.config.refresh_min_interval_s:g}s")
             return True
         return False
+
+    def _stale_usable(self, cached: CachedResponse | None) -> bool:
+        """An unavailable or throttling upstream may be stood in for by an answer this young;
+        a rejected credential may not (the data may no longer be the caller's to see)."""
+        return cached is not None and cached.age() <= self.config.cache_ttl_s + self.config.max_stale_s
+
+    def _stale(self, fetch: SourceFetch, cached: CachedResponse) -> LiveResponse:
+        _warn(fetch, "STALE", f"{self.name} failed; serving its last good answer")
+        return self._from_cache(fetch, cached)
 
     def _from_cache(self, fetch: SourceFetch, cached: CachedResponse) -> LiveResponse:
         fetch.from_cache = True

@@ -8,6 +8,7 @@ that points at them.
 from __future__ import annotations
 
 import importlib
+import json
 import random
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -84,3 +85,42 @@ class World:
 
     def gateway_config(self, root_url: str, **overrides: Any) -> GatewayConfig:
         return GatewayConfig.model_validate(self.config_dict(root_url, **overrides))
+
+    def config_toml(self, root_url: str, **overrides: Any) -> str:
+        """The same config as a TOML file, for gateways run as separate processes."""
+        return to_toml(self.config_dict(root_url, **overrides))
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)          # a JSON string is a valid TOML basic string
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    raise TypeError(f"cannot write {type(value).__name__} as TOML")
+
+
+def to_toml(config: dict[str, Any]) -> str:
+    """TOML for the config shape: scalar tables, `[sources.x]` tables, `[[accounts]]`."""
+    lines: list[str] = []
+    for section, body in config.items():
+        if section == "accounts":
+            continue
+        if isinstance(body, dict) and all(isinstance(v, dict) for v in body.values()) and body:
+            for name, table in body.items():
+                lines.append(f"[{section}.{name}]")
+                lines.extend(f"{k} = {_toml_value(v)}" for k, v in table.items())
+        elif isinstance(body, dict):
+            lines.append(f"[{section}]")
+            lines.extend(f"{k} = {_toml_value(v)}" for k, v in body.items())
+        else:
+            lines.insert(0, f"{section} = {_toml_value(body)}")
+    for account in config.get("accounts", []):
+        lines.append("[[accounts]]")
+        lines.extend(f"{k} = {_toml_value(v)}" for k, v in account.items())
+    return "\n".join(lines) + "\n"

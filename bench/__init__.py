@@ -1,0 +1,1 @@
+"""Benchmarks that run the gateway against the simulators on loopback."""
