@@ -272,3 +272,18 @@ def test_two_gateway_processes_share_one_redis_cache(tmp_path):
             for proc in procs:
                 proc.terminate()
                 proc.wait(timeout=10)
+
+
+def test_refresh_maps_to_cobo_force_refresh_per_address():
+    with stack(sources={"cache_ttl_s": 60, "refresh_min_interval_s": 0}) as (world, client, _):
+        client.query(STATUS)
+        world.controls[Source.COBO].reset()
+        body = client.query(STATUS, {"refresh": True})
+        assert "errors" not in body
+        params = [dict(e["params"]) for e in world.controls[Source.COBO].log]
+        forced = [p for p in params if p.get("force_refresh") == "true"]
+        assert forced and all("address" in p for p in forced)                 # never without an address
+        dataset = world.datasets[Source.COBO]
+        uuids = world.accounts["demo"]["cobo"]["wallet_uuids"]
+        addresses = {r["address"] for u in uuids for r in dataset.wallets[u] if r.get("address")}
+        assert sorted(p["address"] for p in forced) == sorted(addresses)      # each address once

@@ -9,7 +9,7 @@ Pitfalls handled here (see the upstream doc and DESIGN.md):
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Annotated, Any, Literal
@@ -22,10 +22,12 @@ from gateway.errors import UpstreamCode, UpstreamError
 from gateway.records import (AmountPrecision, HoldingRecord, Source, SourceFetch, SourceWarning, Token,
                              WalletKind, WalletRecord)
 from gateway.sources.base import SourceClient
+from gateway.upstream import CURRENT_OPTIONS
 
 PATH = "/api/v1/wallets/balances"
 PAGE_LIMIT = 200      # the documented maximum
 MAX_PAGES = 500       # 100k rows for one wallet: beyond that we assume a runaway cursor
+MAX_REFRESH_ADDRESSES = 20   # a client refresh costs one call per address: bound it
 
 
 def _amount(value: Any) -> Decimal:
@@ -95,6 +97,8 @@ class CoboClient(SourceClient[CoboSourceConfig, CoboIdentity]):
 
     async def fetch_identity(self, identity: CoboIdentity, fetch: SourceFetch) -> None:
         rows = await self._read_all(identity, fetch)
+        if CURRENT_OPTIONS.get().refresh and not identity.force_refresh_address:
+            rows = await self._force_refreshed(identity, fetch, rows)
         wallet = WalletRecord(
             id=ids.wallet_id(self.source.value, identity.account_id, identity.wallet_uuid),
             account_id=identity.account_id, source=self.source, kind=WalletKind.CUSTODIAL,
@@ -102,6 +106,17 @@ class CoboClient(SourceClient[CoboSourceConfig, CoboIdentity]):
             label=next((r.cobo_wallet_id for r in rows if r.cobo_wallet_id), None))
         fetch.wallets.append(wallet)
         fetch.holdings.extend(self._holdings(identity, wallet, rows))
+
+    async def _force_refreshed(self, identity: CoboIdentity, fetch: SourceFetch,
+                               rows: list[BalanceRead]) -> list[BalanceRead]:
+        """A client refresh: Cobo syncs from chain only for an `address` (force_refresh works
+        only with address), so re-read each of the wallet's addresses with force_refresh and
+        put those rows in place of that address's rows."""
+        addresses = sorted({r.address for r in rows if r.address})[:MAX_REFRESH_ADDRESSES]
+        for address in addresses:
+            fresh = await self._read_all(replace(identity, force_refresh_address=address), fetch)
+            rows = [r for r in rows if r.address != address] + [r for r in fresh if r.address == address]
+        return rows
 
     async def _read_all(self, identity: CoboIdentity, fetch: SourceFetch) -> list[BalanceRead]:
         headers = {"X-API-Key": identity.api_key.get_secret_value()}
