@@ -87,6 +87,7 @@ class Upstream:
         try:
             live = await self.inflight.run(key, lambda: self._fetch_shared(key, url, params_list, headers, options.deadline))
         except UpstreamError as exc:
+            fetch.upstream_calls += getattr(exc, "attempts", 0)   # calls made before giving up
             if exc.code is not UpstreamCode.AUTH_FAILED and self._stale_usable(cached):
                 return self._stale(fetch, cached)
             raise

@@ -97,7 +97,8 @@ class CoboClient(SourceClient[CoboSourceConfig, CoboIdentity]):
 
     async def fetch_identity(self, identity: CoboIdentity, fetch: SourceFetch) -> None:
         rows = await self._read_all(identity, fetch)
-        if CURRENT_OPTIONS.get().refresh and not identity.force_refresh_address:
+        # A refresh the cache rate-limited (served from cache) must not force a sync either.
+        if CURRENT_OPTIONS.get().refresh and not identity.force_refresh_address and not fetch.from_cache:
             rows = await self._force_refreshed(identity, fetch, rows)
         wallet = WalletRecord(
             id=ids.wallet_id(self.source.value, identity.account_id, identity.wallet_uuid),
