@@ -287,3 +287,30 @@ def test_refresh_maps_to_cobo_force_refresh_per_address():
         uuids = world.accounts["demo"]["cobo"]["wallet_uuids"]
         addresses = {r["address"] for u in uuids for r in dataset.wallets[u] if r.get("address")}
         assert sorted(p["address"] for p in forced) == sorted(addresses)      # each address once
+
+
+def test_two_processes_asking_at_once_share_one_upstream_read_through_redis(tmp_path):
+    world = World.generate(0, size=6)
+    with ServerThread(world.combined_app()) as sims:
+        config = tmp_path / "gateway.toml"
+        config.write_text(world.config_toml(sims.url, cache={"redis_url": REDIS_URL}))
+        ports = [free_port(), free_port()]
+        procs = [_serve_process(str(config), port) for port in ports]
+        try:
+            urls = [f"http://127.0.0.1:{port}" for port in ports]
+            for url, proc in zip(urls, procs):
+                _wait_ready(url, proc)
+            for control in world.controls.values():
+                control.latency_s = 0.5
+            threads = [threading.Thread(target=lambda u=u: GraphQLClient(u).query(STATUS)) for u in urls * 3]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            # six requests over two processes at once: each upstream response is read once
+            # (the size-6 demo account needs one read per source)
+            assert calls(world) == {source: 1 for source in Source}
+        finally:
+            for proc in procs:
+                proc.terminate()
+                proc.wait(timeout=10)
