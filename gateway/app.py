@@ -1,31 +1,38 @@
 """The ASGI app: /graphql (POST and GET, GraphiQL on a browser GET) and /health.
 
-Request flow: AuthGate (who is calling) → strawberry view (parse, validate, execute with
-a per-request context holding fresh dataloaders) → process_result (our error shapes,
-one entry per failed upstream source) → orjson.
+Request flow: SecurityGate (size, CSRF, who is calling, rate limit) → strawberry view
+(persisted queries, parse, validate, operation limits, execute with a per-request
+context holding fresh dataloaders) → process_result (our error shapes, one entry per
+failed upstream source) → orjson.
 """
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
-import uuid
 from typing import Any
 
 import orjson
 from graphql import GraphQLError
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import BaseRoute, Mount, Route
 from strawberry.asgi import GraphQL
 from strawberry.types import ExecutionResult
 
-from gateway import auth
 from gateway.cache import build_cache
 from gateway.config import GatewayConfig
 from gateway.errors import ClientCode
-from gateway.graphiql import graphiql_html
+from gateway.gate import SecurityGate
+from gateway.graphiql import graphiql_html, graphiql_routes
 from gateway.http import make_http_client
+from gateway import tracing                                        # observability
+from gateway.metrics import GatewayMetrics, RequestMetrics         # observability
+from gateway.persisted import PersistedQueries
+from gateway.ratelimit import RateLimiter
 from gateway.registry import TokenRegistry
 from gateway.resilience import BreakerState, Deadline
 from gateway.sources import build_clients
@@ -39,23 +46,14 @@ log = logging.getLogger("gateway.app")
 DEMO_KEY = "demo-key"
 
 
-def _error(code: ClientCode, message: str, status: int) -> Response:
-    return Response(orjson.dumps({"errors": [{"message": message, "extensions": {"code": code.value}}]}),
-                    status_code=status, media_type="application/json")
-
-
-def _wants_graphiql(request: Request) -> bool:
-    return request.method == "GET" and "text/html" in request.headers.get("accept", "") \
-        and "query" not in request.query_params
-
-
-class GatewayGraphQL(GraphQL):
+class GatewayGraphQL(tracing.TracedOperations, GraphQL):   # a span per operation when tracing is on
     """Strawberry's ASGI view with our context, error shapes, JSON encoder and GraphiQL page."""
 
-    def __init__(self, state: GatewayState, *, graphiql: bool):
+    def __init__(self, state: GatewayState, *, graphiql: bool, persisted: PersistedQueries):
         super().__init__(default_schema, graphql_ide="graphiql" if graphiql else None,
                          allow_queries_via_get=True)
         self.state = state
+        self.persisted = persisted
         self._graphiql_html = graphiql_html(DEMO_KEY if state.config.demo else None)
 
     async def get_context(self, request: Any, response: Any = None) -> RequestContext:
@@ -70,6 +68,18 @@ class GatewayGraphQL(GraphQL):
 
     async def render_graphql_ide(self, request: Request) -> HTMLResponse:
         return HTMLResponse(self._graphiql_html)
+
+    async def execute_single(self, request: Any, request_adapter: Any, sub_response: Any, context: Any,
+                             root_value: Any, request_data: Any) -> Any:
+        """Persisted queries first: a hash becomes its query, or the request is answered here."""
+        query, error = await self.persisted.resolve(request_data.query, request_data.extensions)
+        if error is not None:
+            return ExecutionResult(data=None, errors=[error])
+        if query != request_data.query:
+            request_data = dataclasses.replace(request_data, query=query)
+        return await super().execute_single(request=request, request_adapter=request_adapter,
+                                            sub_response=sub_response, context=context,
+                                            root_value=root_value, request_data=request_data)
 
     def encode_json(self, data: object) -> bytes:
         return orjson.dumps(data)
@@ -90,6 +100,7 @@ class GatewayGraphQL(GraphQL):
         body: dict[str, Any] = {"data": result.data}
         if errors:
             body["errors"] = errors
+            self.metrics.count_graphql_errors(errors)   # observability: balance_gateway_graphql_errors_total
         return body
 
     @staticmethod
@@ -108,7 +119,9 @@ class GatewayGraphQL(GraphQL):
         extensions = dict(formatted.get("extensions") or {})
         if "code" not in extensions:
             message = error.message
-            if message.startswith("Syntax Error"):
+            if message.startswith("Syntax Error: Document contains more than"):
+                extensions["code"] = "MAX_TOKENS_LIMIT"
+            elif message.startswith("Syntax Error"):
                 extensions["code"] = "GRAPHQL_PARSE_FAILED"
             elif message.startswith("Variable"):
                 extensions["code"] = ClientCode.BAD_USER_INPUT.value
@@ -118,45 +131,12 @@ class GatewayGraphQL(GraphQL):
         return formatted
 
 
-class AuthGate:
-    """Authenticates /graphql requests before strawberry sees them; GraphiQL's page is public."""
-
-    def __init__(self, app: GatewayGraphQL, state: GatewayState):
-        self.app = app
-        self.state = state
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        request = Request(scope)
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
-        scope.setdefault("state", {})["request_id"] = request_id
-        if _wants_graphiql(request):
-            await self.app(scope, receive, send)
-            return
-        key = auth.presented_key(request.headers)
-        if key is None:
-            response = _error(ClientCode.UNAUTHENTICATED,
-                              "send your account key as `Authorization: Bearer <key>` or `X-API-Key: <key>`", 401)
-        elif (caller := auth.identify(self.state, key)) is None:
-            response = _error(ClientCode.UNAUTHENTICATED, "the API key is not valid", 401)
-        else:
-            scope["state"]["is_admin"] = caller == auth.ADMIN
-            scope["state"]["caller"] = None if caller == auth.ADMIN else caller
-            await self.app(scope, receive, _with_request_id(send, request_id))
-            return
-        response.headers["www-authenticate"] = 'Bearer realm="balance-gateway"'
-        response.headers["x-request-id"] = request_id
-        await response(scope, receive, send)
-
-
-def _with_request_id(send: Any, request_id: str) -> Any:
-    async def wrapped(message: dict) -> None:
-        if message["type"] == "http.response.start":
-            message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
-        await send(message)
-    return wrapped
+def _redis_client(config: GatewayConfig) -> Any:
+    if not (config.cache.enabled and config.cache.redis_url):
+        return None
+    import redis.asyncio as aioredis
+    return aioredis.from_url(config.cache.redis_url.get_secret_value(), socket_timeout=0.25,
+                             socket_connect_timeout=0.25)
 
 
 def create_app(config: GatewayConfig, *, extra_routes: list[BaseRoute] | None = None) -> Starlette:
@@ -168,7 +148,16 @@ def create_app(config: GatewayConfig, *, extra_routes: list[BaseRoute] | None = 
         cache = build_cache(redis_url, max_entries=config.cache.max_entries)
     state = GatewayState(config=config, registry=registry, clients=build_clients(config, http, registry, cache),
                          cache=cache)
-    graphql = AuthGate(GatewayGraphQL(state, graphiql=config.server.graphiql or config.demo), state)
+    # One Redis connection for what several processes must share beyond the cache:
+    # rate-limit buckets and persisted queries.
+    shared_redis = _redis_client(config)
+    rate_limiter = RateLimiter(config.limits.rate_limit_per_s, config.limits.rate_limit_burst, shared_redis)
+    persisted = PersistedQueries(config.persisted_queries, shared_redis)
+    view = GatewayGraphQL(state, graphiql=config.server.graphiql or config.demo, persisted=persisted)
+    graphql = SecurityGate(view, state, rate_limiter)
+    # Observability: per-app Prometheus registry (also attached to every Upstream); tracing if configured.
+    view.metrics = metrics = GatewayMetrics.attach(state.clients)
+    tracing.configure(config.observability.otlp_endpoint, config.observability.service_name)
 
     async def health(request: Request) -> JSONResponse:
         """Liveness by default; `/health?ready` adds readiness: breakers and the cache."""
@@ -190,13 +179,25 @@ def create_app(config: GatewayConfig, *, extra_routes: list[BaseRoute] | None = 
         await http.aclose()
         if cache is not None and hasattr(cache, "close"):
             await cache.close()
+        if shared_redis is not None:
+            await shared_redis.aclose()
 
     routes: list[BaseRoute] = [
         Route("/graphql", graphql, methods=["GET", "POST"]),
         Route("/health", health, methods=["GET"]),
+        *graphiql_routes(config.server.graphiql or config.demo),   # GraphiQL's own JS/CSS, when installed
         *(extra_routes or []),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    if config.observability.metrics:
+        routes.append(Route("/metrics", metrics.endpoint, methods=["GET"]))
+    middleware = [Middleware(RequestMetrics, metrics=metrics)]   # observability: request durations
+    if config.server.cors_origins:
+        middleware.append(Middleware(
+            CORSMiddleware, allow_origins=config.server.cors_origins, allow_methods=["GET", "POST"],
+            allow_headers=["authorization", "x-api-key", "content-type", "apollo-require-preflight",
+                           "x-apollo-operation-name", "x-request-id"],
+            expose_headers=["x-request-id", "retry-after"], max_age=600))
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
     app.state.gateway = state
     return app
 

@@ -1,15 +1,31 @@
-"""Who is calling: an account API key from `Authorization: Bearer KEY` or `X-API-Key`."""
+"""Who is calling: an account API key (`Authorization: Bearer KEY` or `X-API-Key`) or,
+when configured, a JWT bearer token whose claim names the account."""
 from __future__ import annotations
 
 import hmac
+import json
+from dataclasses import dataclass
+from pathlib import Path
 
+import jwt
 from starlette.datastructures import Headers
 
-from gateway.config import AccountConfig
-from resolvers.context import ADMIN, GatewayState, key_digest
+from gateway.config import AccountConfig, JwtConfig
+from resolvers.context import ADMIN, GatewayState, configured_digest, key_digest
 
 
-def presented_key(headers: Headers) -> str | None:
+@dataclass(frozen=True, slots=True)
+class Caller:
+    account: AccountConfig | None    # None for an admin
+    is_admin: bool
+    client_id: str                   # stable, non-secret id of the credential (rate limits, logs)
+
+
+class AuthError(Exception):
+    """The credential was presented but is not acceptable; the message is safe to show."""
+
+
+def presented_credential(headers: Headers) -> str | None:
     auth = headers.get("authorization")
     if auth:
         scheme, _, value = auth.partition(" ")
@@ -20,19 +36,70 @@ def presented_key(headers: Headers) -> str | None:
     return key.strip() if key and key.strip() else None
 
 
-def identify(state: GatewayState, key: str) -> AccountConfig | str | None:
-    """The account a key belongs to, ADMIN for an admin key, or None.
+def looks_like_jwt(credential: str) -> bool:
+    return credential.count(".") == 2 and credential.startswith("eyJ")
 
-    Looked up by SHA-256 digest, then confirmed with a constant-time comparison, so
-    timing reveals nothing about the configured keys."""
-    digest = key_digest(key)
-    owner = state.key_index.get(digest)
-    if owner == ADMIN:
-        keys = state.config.auth.admin_keys
-    elif owner is not None and (account := state.account(owner)) is not None:
-        keys = account.api_keys
-    else:
-        return None
-    if any(hmac.compare_digest(key_digest(k.get_secret_value()), digest) for k in keys):
-        return ADMIN if owner == ADMIN else account
-    return None
+
+class Authenticator:
+    def __init__(self, state: GatewayState):
+        self.state = state
+        self.jwt = state.config.auth.jwt
+        self._keys = _load_jwks(self.jwt.jwks_file) if self.jwt and self.jwt.jwks_file else None
+
+    def identify(self, credential: str) -> Caller:
+        if self.jwt is not None and looks_like_jwt(credential):
+            return self._from_jwt(credential, self.jwt)
+        return self._from_key(credential)
+
+    def _from_key(self, key: str) -> Caller:
+        """Looked up by SHA-256 digest, then confirmed in constant time, so timing reveals
+        nothing about the configured keys."""
+        digest = key_digest(key)
+        owner = self.state.key_index.get(digest)
+        account = self.state.account(owner) if owner not in (None, ADMIN) else None
+        keys = self.state.config.auth.admin_keys if owner == ADMIN else (account.api_keys if account else [])
+        if not any(hmac.compare_digest(configured_digest(k.get_secret_value()), digest) for k in keys):
+            raise AuthError("the API key is not valid")
+        return Caller(account=account, is_admin=owner == ADMIN, client_id="key:" + digest.hex()[:16])
+
+    def _from_jwt(self, token: str, cfg: JwtConfig) -> Caller:
+        try:
+            header = jwt.get_unverified_header(token)
+            if cfg.hs256_secret is not None:
+                key, algorithms = cfg.hs256_secret.get_secret_value(), ["HS256"]
+            else:
+                key, algorithms = self._jwks_key(header.get("kid")), ["RS256", "ES256"]
+            claims = jwt.decode(token, key, algorithms=algorithms, audience=cfg.audience, issuer=cfg.issuer,
+                                leeway=cfg.leeway_s,
+                                options={"require": ["exp"], "verify_aud": cfg.audience is not None,
+                                         "verify_iss": cfg.issuer is not None})
+        except jwt.ExpiredSignatureError:
+            raise AuthError("the token has expired") from None
+        except jwt.ImmatureSignatureError:
+            raise AuthError("the token is not valid yet") from None
+        except (jwt.InvalidTokenError, KeyError, ValueError):
+            raise AuthError("the token is not valid") from None
+        subject = f"jwt:{claims.get('iss', '')}:{claims.get(cfg.account_claim, '')}"
+        client_id = "jwt:" + key_digest(subject).hex()[:16]
+        if cfg.admin_claim and _claim_has(claims.get(cfg.admin_claim), cfg.admin_value):
+            return Caller(account=None, is_admin=True, client_id=client_id)
+        account_id = claims.get(cfg.account_claim)
+        account = self.state.account(account_id) if isinstance(account_id, str) else None
+        if account is None:
+            raise AuthError("the token names no account of this gateway")
+        return Caller(account=account, is_admin=False, client_id=client_id)
+
+    def _jwks_key(self, kid: str | None):
+        assert self._keys is not None
+        if kid is None and len(self._keys) == 1:
+            return next(iter(self._keys.values()))
+        return self._keys[kid]
+
+
+def _claim_has(value: object, wanted: str) -> bool:
+    return value == wanted or (isinstance(value, list) and wanted in value)
+
+
+def _load_jwks(path: str) -> dict[str | None, object]:
+    data = json.loads(Path(path).read_text())
+    return {k.key_id: k.key for k in jwt.PyJWKSet.from_dict(data).keys}

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 
 from gateway.records import Source
 
-_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_VAR = re.compile(r"\$\{(file:[^}]+|[A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 class ConfigError(Exception):
@@ -31,15 +31,60 @@ class ServerConfig(_Model):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     graphiql: bool = False          # the demo turns it on
-    introspection: bool = True
+    introspection: bool = False     # the demo turns it on
     # No response waits longer than this for upstreams: slower sources come back FAILED.
     request_deadline_s: float = Field(10.0, gt=0, le=300)
+    cors_origins: list[str] = []    # exact origins allowed to call from a browser; none by default
+    # Apollo-style CSRF prevention: a request needs a non-simple Content-Type or one of these headers.
+    csrf_prevention: bool = True
+    csrf_required_headers: list[str] = ["x-apollo-operation-name", "apollo-require-preflight",
+                                        "authorization", "x-api-key"]
+
+
+class LimitsConfig(_Model):
+    """Checked before anything is executed or any upstream is called."""
+    max_depth: int = Field(12, ge=1)
+    max_aliases: int = Field(30, ge=0)
+    max_root_fields: int = Field(10, ge=1)
+    max_tokens: int = Field(2_000, ge=10)
+    max_body_bytes: int = Field(100_000, ge=1_000)
+    max_cost: int = Field(200, ge=1)           # estimated upstream calls: accounts x sources x pages
+    rate_limit_per_s: float = Field(20.0, gt=0)   # per client key, token bucket...
+    rate_limit_burst: int = Field(40, ge=1)       # ...of this size
+
+
+class PersistedQueriesConfig(_Model):
+    apq: bool = True                  # Automatic Persisted Queries (hash first, query on a miss)
+    manifest: str | None = None       # Apollo persisted-query manifest (JSON) of known operations
+    safelist_only: bool = False       # refuse every operation that is not in the manifest
+
+
+class JwtConfig(_Model):
+    hs256_secret: SecretStr | None = None
+    jwks_file: str | None = None      # RS256 / ES256 public keys
+    issuer: str | None = None
+    audience: str | None = None
+    account_claim: str = "sub"
+    admin_claim: str | None = None    # e.g. "role": admin when it holds admin_value
+    admin_value: str = "admin"
+    leeway_s: float = Field(30.0, ge=0)
+
+    def model_post_init(self, _: Any) -> None:
+        if (self.hs256_secret is None) == (self.jwks_file is None):
+            raise ValueError("jwt needs exactly one of hs256_secret or jwks_file")
 
 
 class CacheConfig(_Model):
     enabled: bool = True
     redis_url: SecretStr | None = None   # shared by every gateway process; in-memory LRU when absent
     max_entries: int = Field(10_000, ge=1)
+
+
+class ObservabilityConfig(_Model):
+    """/metrics and optional OpenTelemetry tracing (gateway/metrics.py, gateway/tracing.py)."""
+    metrics: bool = True                  # serve Prometheus metrics at /metrics
+    otlp_endpoint: str | None = None      # OTLP/HTTP collector base URL; or OTEL_EXPORTER_OTLP_ENDPOINT
+    service_name: str = "balance-gateway"
 
 
 class SourceConfig(_Model):
@@ -136,7 +181,7 @@ class DalpAccount(_Model):
 
 class AccountConfig(_Model):
     id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.\-@]+$")
-    api_keys: list[SecretStr] = []
+    api_keys: list[SecretStr] = []      # plain (from ${ENV} or ${file:...}) or "sha256:<hex>" digests
     calico: CalicoAccount | None = None
     cryptofuse: CryptofuseAccount | None = None
     onebalance: OneBalanceAccount | None = None
@@ -148,19 +193,27 @@ class AccountConfig(_Model):
 
 
 class AuthConfig(_Model):
-    admin_keys: list[SecretStr] = []    # keys that may read every account
+    admin_keys: list[SecretStr] = []    # keys that may read every account ("sha256:<hex>" digests too)
+    jwt: JwtConfig | None = None
 
 
 class GatewayConfig(_Model):
     server: ServerConfig = ServerConfig()
     auth: AuthConfig = AuthConfig()
     cache: CacheConfig = CacheConfig()
+    limits: LimitsConfig = LimitsConfig()
+    persisted_queries: PersistedQueriesConfig = PersistedQueriesConfig()
+    observability: ObservabilityConfig = ObservabilityConfig()
     sources: SourcesConfig = SourcesConfig()
     accounts: list[AccountConfig] = []
     registry: dict[str, Any] = {}   # extra chains/assets/tokens, same shape as the data files
     demo: bool = False              # set by the embedded demo only
 
     def model_post_init(self, _: Any) -> None:
+        for key in [k for a in self.accounts for k in a.api_keys] + list(self.auth.admin_keys):
+            text = key.get_secret_value()
+            if text.startswith("sha256:") and not re.fullmatch(r"sha256:[0-9a-fA-F]{64}", text):
+                raise ValueError("a sha256: key must be 64 hex digits")
         ids = [a.id for a in self.accounts]
         dupes = sorted({i for i in ids if ids.count(i) > 1})
         if dupes:
@@ -181,6 +234,12 @@ def substitute_env(value: Any, env: Mapping[str, str]) -> Any:
     if isinstance(value, str):
         def repl(m: re.Match[str]) -> str:
             name = m.group(1)
+            if name.startswith("file:"):   # a secret mounted as a file (Docker/Kubernetes secrets)
+                path = name[5:]
+                try:
+                    return Path(path).read_text().strip()
+                except OSError as exc:
+                    raise ConfigError(f"cannot read secret file {path}: {exc.strerror}") from None
             if name not in env:
                 raise ConfigError(f"environment variable {name} is not set (referenced in the config)")
             return env[name]

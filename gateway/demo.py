@@ -18,5 +18,6 @@ def demo_app(host: str, port: int, *, extra_accounts: int = 3) -> Starlette:
     world = World.generate(extra_accounts)
     call_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
     root = f"http://{call_host}:{port}{SIM_PREFIX}"
-    config = world.gateway_config(root, server=ServerConfig(host=host, port=port, graphiql=True), demo=True)
+    config = world.gateway_config(root, server=ServerConfig(host=host, port=port, graphiql=True, introspection=True),
+                                  demo=True)
     return create_app(config, extra_routes=world.mounts(SIM_PREFIX))

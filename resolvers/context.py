@@ -22,6 +22,13 @@ def key_digest(key: str) -> bytes:
     return hashlib.sha256(key.encode()).digest()
 
 
+def configured_digest(key: str) -> bytes:
+    """A configured key: `sha256:<hex>` is already a digest (the key itself stays off disk)."""
+    if key.startswith("sha256:"):
+        return bytes.fromhex(key[7:])
+    return key_digest(key)
+
+
 @dataclass
 class GatewayState:
     """What lives for the whole process: config, registry, upstream clients, the key index."""
@@ -36,9 +43,9 @@ class GatewayState:
     def __post_init__(self) -> None:
         for account in self.config.accounts:
             for key in account.api_keys:
-                self.key_index[key_digest(key.get_secret_value())] = account.id
+                self.key_index[configured_digest(key.get_secret_value())] = account.id
         for key in self.config.auth.admin_keys:
-            self.key_index[key_digest(key.get_secret_value())] = ADMIN
+            self.key_index[configured_digest(key.get_secret_value())] = ADMIN
 
     def account(self, account_id: str) -> AccountConfig | None:
         return self.config.account(account_id)

@@ -28,8 +28,10 @@ def sims(demo_world: World):
 @pytest.fixture(scope="session")
 def gateway_config(demo_world: World, sims: ServerThread):
     # No cache here: these tests count upstream calls per request (tests/test_resilience_e2e.py caches).
-    raw = demo_world.config_dict(sims.url, auth={"admin_keys": [ADMIN_KEY]}, server={"graphiql": True},
-                                 cache={"enabled": False})
+    raw = demo_world.config_dict(sims.url, auth={"admin_keys": [ADMIN_KEY]}, server={"graphiql": True, "introspection": True},
+                                 cache={"enabled": False},
+                                 # tests fire requests far faster than a client should
+                                 limits={"rate_limit_per_s": 10_000, "rate_limit_burst": 10_000})
     for block in raw["sources"].values():
         # Deterministic per test: no retries, no breaker carried from one test to the next.
         block.update(timeout_s=1.0, max_retries=0, breaker_failures=1_000_000)

@@ -37,6 +37,7 @@ def stack(sources: dict[str, Any] | None = None, per_source: dict[str, dict[str,
     """Simulators + one gateway; `sources` applies to every source block, `per_source` to one."""
     world = World.generate(accounts, size=6)
     with ServerThread(world.combined_app()) as sims:
+        overrides.setdefault("limits", {"rate_limit_per_s": 10_000, "rate_limit_burst": 10_000})
         raw = world.config_dict(sims.url, **overrides)
         for name, block in raw["sources"].items():
             block.update({"timeout_s": 2.0, **(sources or {}), **(per_source or {}).get(name, {})})

@@ -1,0 +1,162 @@
+"""Operation limits, checked after parsing and validation and before execution, so an
+over-limit request never reaches a resolver or an upstream.
+
+Codes: MAX_DEPTH_LIMIT, MAX_ALIASES_LIMIT, MAX_ROOT_FIELDS_LIMIT, MAX_TOKENS_LIMIT,
+COST_ESTIMATED_TOO_EXPENSIVE, INTROSPECTION_DISABLED. The cost is counted the way the
+gateway spends: upstream calls, estimated as (accounts read) x (their upstream
+identities), plus history pages.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+from graphql import (ExecutionResult, FieldNode, FragmentDefinitionNode, FragmentSpreadNode, GraphQLError,
+                     InlineFragmentNode, OperationDefinitionNode, SelectionSetNode, value_from_ast_untyped)
+from strawberry.extensions import SchemaExtension
+
+# Fields whose resolution reads an account's upstream data.
+DATA_FIELDS = frozenset({"wallets", "holdings", "positions", "totalValue", "sources", "balanceHistory"})
+HISTORY_PAGE = 100
+
+
+@dataclass
+class Shape:
+    depth: int = 0
+    aliases: int = 0
+    root_fields: int = 0
+    introspection: bool = False
+    # root field -> (name, arguments, whether its subtree reads upstream data, history page counts)
+    roots: list[tuple[str, dict[str, Any], bool, list[int]]] = field(default_factory=list)
+
+
+def measure(document: Any, operation_name: str | None, variables: dict[str, Any] | None) -> Shape | None:
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
+    if operation_name:
+        operations = [o for o in operations if o.name and o.name.value == operation_name]
+    if len(operations) != 1:
+        return None   # graphql-core reports the ambiguity itself
+    shape = Shape()
+    variables = variables or {}
+
+    def fields(selection_set: SelectionSetNode | None, seen: frozenset[str]) -> Iterator[FieldNode]:
+        for selection in selection_set.selections if selection_set else ():
+            if isinstance(selection, FieldNode):
+                yield selection
+            elif isinstance(selection, InlineFragmentNode):
+                yield from fields(selection.selection_set, seen)
+            elif isinstance(selection, FragmentSpreadNode) and selection.name.value not in seen:
+                fragment = fragments.get(selection.name.value)
+                if fragment:
+                    yield from fields(fragment.selection_set, seen | {selection.name.value})
+
+    def walk(node: FieldNode, level: int, seen: frozenset[str], history: list[int]) -> bool:
+        shape.depth = max(shape.depth, level)
+        shape.aliases += node.alias is not None
+        name = node.name.value
+        shape.introspection |= name in ("__schema", "__type")
+        reads = name in DATA_FIELDS
+        if name == "balanceHistory":
+            first = _argument(node, "first", variables)
+            history.append(math.ceil((first if isinstance(first, int) and first > 0 else 50) / HISTORY_PAGE))
+        for child in fields(node.selection_set, seen):
+            reads |= walk(child, level + 1, seen, history)
+        return reads
+
+    for root in fields(operations[0].selection_set, frozenset()):
+        if root.name.value == "__typename":
+            continue
+        shape.root_fields += 1
+        history: list[int] = []
+        reads = walk(root, 1, frozenset(), history)
+        args = {a.name.value: value_from_ast_untyped(a.value, variables) for a in root.arguments or ()}
+        shape.roots.append((root.name.value, args, reads, history))
+    return shape
+
+
+def _argument(node: FieldNode, name: str, variables: dict[str, Any]) -> Any:
+    for argument in node.arguments or ():
+        if argument.name.value == name:
+            return value_from_ast_untyped(argument.value, variables)
+    return None
+
+
+def estimate_cost(shape: Shape, ctx: Any) -> int:
+    """Upstream calls the operation may cost: each account it reads once, times its identities."""
+    accounts: dict[str, int] = {}
+    caller = ctx.caller.id if ctx.caller is not None else None
+    for name, args, reads, history in shape.roots:
+        if name == "viewer":
+            ids = [caller]
+        elif name == "account":
+            ids = [args.get("id")]
+        elif name == "accounts":
+            ids = list(args.get("ids") or [])
+        elif name == "_entities":
+            reps = args.get("representations") or []
+            ids = [r.get("id") if isinstance(r, dict) and r.get("__typename") == "Account" else caller for r in reps]
+        elif name in ("node", "token"):
+            ids, reads = [caller], True    # may have to read the caller's holdings to find it
+        else:
+            ids = []
+        for account_id in ids:
+            if not reads or not isinstance(account_id, str):
+                continue
+            account = ctx.state.account(account_id)
+            if account is None:
+                continue
+            identities = sum(len(client.identities(account)) for source, client in ctx.state.clients.items()
+                             if account.source(source) is not None)
+            accounts[account_id] = max(accounts.get(account_id, 0), identities + sum(history))
+    return sum(accounts.values())
+
+
+def _reject(code: str, message: str, **extensions: Any) -> ExecutionResult:
+    return ExecutionResult(data=None, errors=[GraphQLError(message, extensions={"code": code, **extensions})])
+
+
+class OperationLimits(SchemaExtension):
+    """Reads limits from the request context (the gateway's config), so one schema serves any config."""
+
+    def on_operation(self) -> Iterator[None]:
+        limits = self._limits()
+        if limits is not None:
+            self.execution_context.parse_options["max_tokens"] = limits.max_tokens
+        yield
+
+    def on_execute(self) -> Iterator[None]:
+        ec = self.execution_context
+        limits = self._limits()
+        if limits is not None and ec.graphql_document is not None and not ec.result:
+            verdict = self._check(limits, ec)
+            if verdict is not None:
+                ec.result = verdict    # strawberry then skips execution entirely
+        yield
+
+    def _limits(self) -> Any:
+        state = getattr(self.execution_context.context, "state", None)
+        return state.config.limits if state is not None else None
+
+    def _check(self, limits: Any, ec: Any) -> ExecutionResult | None:
+        ctx = ec.context
+        shape = measure(ec.graphql_document, ec.operation_name, ec.variables)
+        if shape is None:
+            return None
+        config = ctx.state.config
+        if shape.introspection and not (config.server.introspection or config.demo):
+            return _reject("INTROSPECTION_DISABLED", "introspection is disabled on this gateway")
+        if shape.depth > limits.max_depth:
+            return _reject("MAX_DEPTH_LIMIT", f"the operation is {shape.depth} levels deep; the limit is {limits.max_depth}")
+        if shape.aliases > limits.max_aliases:
+            return _reject("MAX_ALIASES_LIMIT", f"the operation uses {shape.aliases} aliases; the limit is {limits.max_aliases}")
+        if shape.root_fields > limits.max_root_fields:
+            return _reject("MAX_ROOT_FIELDS_LIMIT",
+                           f"the operation has {shape.root_fields} root fields; the limit is {limits.max_root_fields}")
+        cost = estimate_cost(shape, ctx)
+        if cost > limits.max_cost:
+            return _reject("COST_ESTIMATED_TOO_EXPENSIVE",
+                           f"the operation would cost about {cost} upstream calls; the limit is {limits.max_cost}",
+                           cost=cost, maxCost=limits.max_cost)
+        return None
