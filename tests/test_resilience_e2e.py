@@ -23,27 +23,13 @@ from gateway.serving import ServerThread, free_port
 from gateway.simulators.control import Fault
 from gateway.simulators.world import World
 from tests.conftest import GraphQLClient
+from tests.stack import stack
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 STATUS = """query($maxAge: Int, $refresh: Boolean) { viewer(maxAge: $maxAge, refresh: $refresh) {
   sources { source state fromCache fetchedAt upstreamCalls breaker error { code message } warnings { code } }
   holdings(first: 200) { totalCount } } }"""
-
-
-@contextlib.contextmanager
-def stack(sources: dict[str, Any] | None = None, per_source: dict[str, dict[str, Any]] | None = None,
-          accounts: int = 0, **overrides: Any) -> Iterator[tuple[World, GraphQLClient, Any]]:
-    """Simulators + one gateway; `sources` applies to every source block, `per_source` to one."""
-    world = World.generate(accounts, size=6)
-    with ServerThread(world.combined_app()) as sims:
-        overrides.setdefault("limits", {"rate_limit_per_s": 10_000, "rate_limit_burst": 10_000})
-        raw = world.config_dict(sims.url, **overrides)
-        for name, block in raw["sources"].items():
-            block.update({"timeout_s": 2.0, **(sources or {}), **(per_source or {}).get(name, {})})
-        app = create_app(GatewayConfig.model_validate(raw))
-        with ServerThread(app) as gateway:
-            yield world, GraphQLClient(gateway.url), app
 
 
 def statuses(body: dict) -> dict[str, dict]:
