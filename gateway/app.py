@@ -44,6 +44,15 @@ from schema import schema as default_schema
 log = logging.getLogger("gateway.app")
 
 DEMO_KEY = "demo-key"
+GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
+
+
+def _response_media_type(request: Request) -> str:
+    """GraphQL over HTTP: answer in application/graphql-response+json when the client
+    prefers it to application/json (or only accepts it); application/json otherwise."""
+    accept = request.headers.get("accept", "")
+    preferred, legacy = accept.find(GRAPHQL_RESPONSE_JSON), accept.find("application/json")
+    return GRAPHQL_RESPONSE_JSON if preferred != -1 and (legacy == -1 or preferred < legacy) else "application/json"
 
 
 class GatewayGraphQL(tracing.TracedOperations, GraphQL):   # a span per operation when tracing is on
@@ -64,6 +73,7 @@ class GatewayGraphQL(tracing.TracedOperations, GraphQL):   # a span per operatio
         ctx.loaders = make_loaders(self.state.clients, ctx.options_for)
         CURRENT_OPTIONS.set(FetchOptions(deadline=deadline))   # reads made outside the loaders (history)
         request.state.ctx = ctx
+        request.state.sub_response = response
         return ctx
 
     async def render_graphql_ide(self, request: Request) -> HTMLResponse:
@@ -97,11 +107,26 @@ class GatewayGraphQL(tracing.TracedOperations, GraphQL):   # a span per operatio
                 errors.append({"message": problem.message,
                                "extensions": {"code": problem.code, "source": problem.source.value,
                                               "account": problem.account_id}})
-        body: dict[str, Any] = {"data": result.data}
+        # A request error (parse, validation, variables, limits) never started execution:
+        # no `data` entry, and 400 for clients that speak application/graphql-response+json.
+        request_error = result.data is None and bool(errors)
+        body: dict[str, Any] = {} if request_error else {"data": result.data}
         if errors:
             body["errors"] = errors
             self.metrics.count_graphql_errors(errors)   # observability: balance_gateway_graphql_errors_total
+        sub_response = getattr(request.state, "sub_response", None)
+        if sub_response is not None:
+            sub_response.gateway_media_type = _response_media_type(request)
+            if request_error and sub_response.gateway_media_type == GRAPHQL_RESPONSE_JSON:
+                sub_response.status_code = 400
         return body
+
+    def create_response(self, response_data: Any, sub_response: Any) -> Any:
+        response = super().create_response(response_data, sub_response)
+        media_type = getattr(sub_response, "gateway_media_type", None)
+        if media_type:
+            response.headers["content-type"] = f"{media_type}; charset=utf-8"
+        return response
 
     @staticmethod
     def _format_error(error: GraphQLError, request_id: str) -> dict[str, Any]:

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 
 import uvicorn
+
+from gateway.logging_setup import LOG_FORMATS, configure_logging
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -30,7 +31,8 @@ def _serve(args: argparse.Namespace) -> int:
         app = demo_app(host, port)
         print(f"Balance Gateway demo: GraphiQL at http://{host}:{port}/graphql "
               f"(header Authorization: Bearer demo-key)", flush=True)
-    uvicorn.run(app, host=host, port=port, log_level=args.log_level, access_log=False)
+    # log_config=None: uvicorn's own loggers propagate to the root handler set up in main().
+    uvicorn.run(app, host=host, port=port, log_level=args.log_level, access_log=False, log_config=None)
     return 0
 
 
@@ -53,12 +55,14 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     serve.add_argument("--log-level", default="info")
+    serve.add_argument("--log-format", choices=LOG_FORMATS, default=os.environ.get("GATEWAY_LOG_FORMAT", "json"),
+                       help="json: one JSON object per line with request_id (default; $GATEWAY_LOG_FORMAT); text")
     serve.set_defaults(func=_serve)
     export = sub.add_parser("export-schema", help="print the public schema as SDL")
     export.add_argument("--output", "-o")
     export.set_defaults(func=_export_schema)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(getattr(args, "log_format", "text"), getattr(args, "log_level", "info"))
     return args.func(args)
 
 

@@ -16,6 +16,8 @@ from graphql import (ExecutionResult, FieldNode, FragmentDefinitionNode, Fragmen
                      InlineFragmentNode, OperationDefinitionNode, SelectionSetNode, value_from_ast_untyped)
 from strawberry.extensions import SchemaExtension
 
+from gateway import ids
+
 # Fields whose resolution reads an account's upstream data.
 DATA_FIELDS = frozenset({"wallets", "holdings", "positions", "totalValue", "sources", "balanceHistory"})
 HISTORY_PAGE = 100
@@ -56,7 +58,11 @@ def measure(document: Any, operation_name: str | None, variables: dict[str, Any]
         shape.depth = max(shape.depth, level)
         shape.aliases += node.alias is not None
         name = node.name.value
-        shape.introspection |= name in ("__schema", "__type")
+        if name in ("__schema", "__type"):
+            # Introspection is gated on its own; its standard query (GraphiQL's) is deep
+            # by nature and reads nothing upstream, so its depth does not count.
+            shape.introspection = True
+            return False
         reads = name in DATA_FIELDS
         if name == "balanceHistory":
             first = _argument(node, "first", variables)
@@ -95,8 +101,7 @@ def estimate_cost(shape: Shape, ctx: Any) -> int:
         elif name == "accounts":
             ids = list(args.get("ids") or [])
         elif name == "_entities":
-            reps = args.get("representations") or []
-            ids = [r.get("id") if isinstance(r, dict) and r.get("__typename") == "Account" else caller for r in reps]
+            ids = [_entity_account(r, caller) for r in args.get("representations") or []]
         elif name in ("node", "token"):
             ids, reads = [caller], True    # may have to read the caller's holdings to find it
         else:
@@ -111,6 +116,20 @@ def estimate_cost(shape: Shape, ctx: Any) -> int:
                              if account.source(source) is not None)
             accounts[account_id] = max(accounts.get(account_id, 0), identities + sum(history))
     return sum(accounts.values())
+
+
+def _entity_account(representation: Any, caller: str | None) -> str | None:
+    """The account an entity representation reads: its own id for an Account, the account
+    inside a Wallet's opaque id, the caller's for anything else (a Token may search them)."""
+    if not isinstance(representation, dict):
+        return caller
+    typename, entity_id = representation.get("__typename"), representation.get("id")
+    if typename == "Account":
+        return entity_id
+    if typename == "Wallet" and isinstance(entity_id, str):
+        decoded = ids.decode(entity_id)
+        return decoded[1][1] if decoded and len(decoded[1]) >= 2 else None
+    return caller
 
 
 def _reject(code: str, message: str, **extensions: Any) -> ExecutionResult:

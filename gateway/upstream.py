@@ -21,6 +21,7 @@ from typing import Any, Mapping
 import aiohttp
 import httpx
 
+from gateway import metrics as gateway_metrics, tracing
 from gateway.cache import Cache, CachedResponse, InFlight, RedisCache, cache_key
 from gateway.config import SourceConfig
 from gateway.errors import UpstreamCode, UpstreamError
@@ -74,6 +75,7 @@ class Upstream:
         self.budget = RetryBudget(ratio=config.retry_budget_ratio)
         self.breaker = CircuitBreaker(failure_threshold=config.breaker_failures, cooldown_s=config.breaker_cooldown_s)
         self.limiter = ConcurrencyLimiter(config.max_concurrency)
+        self.metrics = gateway_metrics.detached()   # the app's own, once create_app attaches them
 
     # -- the entry point ------------------------------------------------------
     async def get(self, fetch: SourceFetch, url: str, params: Any, headers: Mapping[str, str] | None) -> LiveResponse:
@@ -83,6 +85,7 @@ class Upstream:
         key = cache_key(self.source.value, url, params_list, credential)
         cached = await self.cache.get(key) if self.cache is not None else None
         if cached is not None and self._serve_cached(fetch, cached, options):
+            self._count_cache("hit")
             return self._from_cache(fetch, cached)
         try:
             live = await self.inflight.run(key, lambda: self._fetch_shared(key, url, params_list, headers, options.deadline))
@@ -90,10 +93,12 @@ class Upstream:
             fetch.upstream_calls += getattr(exc, "attempts", 0)   # calls made before giving up
             if exc.code is not UpstreamCode.AUTH_FAILED and self._stale_usable(cached):
                 return self._stale(fetch, cached)
+            self._count_cache("miss")
             raise
         if (live.status >= 500 or live.status == 429) and self._stale_usable(cached):
             fetch.upstream_calls += live.attempts
             return self._stale(fetch, cached)
+        self._count_cache("miss")
         fetch.upstream_calls += live.attempts
         if live.from_cache:
             fetch.from_cache = True
@@ -121,11 +126,16 @@ class Upstream:
 
     def _stale(self, fetch: SourceFetch, cached: CachedResponse) -> LiveResponse:
         _warn(fetch, "STALE", f"{self.name} failed; serving its last good answer")
+        self._count_cache("stale")
         return self._from_cache(fetch, cached)
 
     def _from_cache(self, fetch: SourceFetch, cached: CachedResponse) -> LiveResponse:
         fetch.from_cache = True
         return LiveResponse(status=cached.status, body=cached.body, fetched_at=cached.fetched_at, from_cache=True)
+
+    def _count_cache(self, result: str) -> None:
+        if self.cache is not None:   # no cache configured: nothing to count
+            self.metrics.cache(self.source, result)
 
     async def finish(self, fetch: SourceFetch, ok: bool) -> None:
         """After a whole fetch: cache what it read if it all made sense; free fill locks."""
@@ -157,8 +167,10 @@ class Upstream:
         while True:
             attempt += 1
             if deadline.remaining() <= 0:
+                self.metrics.rejected(self.source, "deadline")
                 raise UpstreamError(UpstreamCode.TIMEOUT, f"{self.name} was not read before the request deadline")
             if not self.breaker.allow():
+                self.metrics.rejected(self.source, "circuit_open")
                 snapshot = self.breaker.snapshot()
                 raise UpstreamError(UpstreamCode.UNAVAILABLE,
                                     f"{self.name} is failing; the gateway is not calling it for "
@@ -166,7 +178,7 @@ class Upstream:
             error: UpstreamError | None = None
             live: LiveResponse | None = None
             try:
-                live = await self._http(url, params, headers, min(self.config.timeout_s, deadline.remaining()))
+                live = await self._observed_http(url, params, headers, min(self.config.timeout_s, deadline.remaining()))
                 live.attempts = attempt
             except UpstreamError as exc:
                 error = exc
@@ -184,6 +196,24 @@ class Upstream:
                 error.attempts = attempt  # type: ignore[attr-defined]
                 raise error
             assert live is not None
+            return live
+
+    async def _observed_http(self, url: str, params: list[tuple[str, str]], headers: Mapping[str, str] | None,
+                             timeout: float) -> LiveResponse:
+        """`_http`, measured (duration by status or error kind, errors by code) and traced.
+        Only the source, status and code are recorded: never the URL, params or headers."""
+        started = time.perf_counter()
+        with tracing.upstream_call(self.source, url) as span:
+            try:
+                live = await self._http(url, params, headers, timeout)
+            except UpstreamError as exc:
+                tracing.failed(span, self.metrics.upstream_failed(self.source, exc, started), exc.code.value)
+                raise
+            except asyncio.CancelledError:
+                self.metrics.upstream_cancelled(self.source, started)
+                raise
+            self.metrics.upstream_answered(self.source, live.status, started)
+            tracing.answered(span, live.status)
             return live
 
     async def _http(self, url: str, params: list[tuple[str, str]], headers: Mapping[str, str] | None,

@@ -10,10 +10,15 @@ from schema import scalars
 from schema.query import Query
 from schema.types import Account, Holding, Token, Wallet
 
+FEDERATION_VERSION = "2.7"   # the spec linked in the SDL; composes with @apollo/composition 2.x
+
 
 def build_schema() -> strawberry.Schema:
-    return strawberry.Schema(
+    # An Apollo Federation 2 subgraph: Account, Wallet and Token are entities (@key "id"),
+    # `_service { sdl }` and `_entities` are added (resolvers/entities.py, federation/).
+    return strawberry.federation.Schema(
         query=Query,
+        federation_version=FEDERATION_VERSION,
         types=[Account, Wallet, Token, Holding],
         # Factories, not instances: per-request extension objects, shared module-level LRU caches.
         extensions=[lambda: ParserCache(maxsize=512), lambda: ValidationCache(maxsize=512), OperationLimits],

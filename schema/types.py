@@ -9,7 +9,7 @@ from strawberry import Info
 
 from gateway import records
 from resolvers import accounts as account_resolvers
-from resolvers import fields, history
+from resolvers import entities, fields, history
 from schema.enums import (AmountPrecision, BreakerState, PositionGrouping, PriceReliability, Source, SourceState,
                           WalletKind)
 from schema.inputs import HoldingFilter, HoldingOrder
@@ -63,8 +63,8 @@ class Asset:
         return fields.asset_tokens(info.context, self.key)
 
 
-@strawberry.type(description="One asset on one chain (CAIP-19 id when known), or one off-chain ticker. "
-                             "A token the registry cannot resolve keeps a source-scoped id and null decimals.")
+@strawberry.federation.type(keys=["id"], description="One asset on one chain (CAIP-19 id when known), or one "
+                            "off-chain ticker. A token the registry cannot resolve keeps a source-scoped id and null decimals.")
 class Token(Node):
     id: strawberry.ID
     asset_type: Optional[AssetType]
@@ -81,6 +81,10 @@ class Token(Node):
     @classmethod
     def is_type_of(cls, obj: object, info: Info) -> bool:
         return isinstance(obj, records.Token)
+
+    @classmethod
+    def resolve_reference(cls, info: Info, id: Optional[strawberry.ID] = None, **_: object) -> object:
+        return entities.token(info.context, id)   # federation `_entities`, like `token(id)`
 
 
 @strawberry.type(description="An amount with its currency.")
@@ -167,7 +171,7 @@ class BalanceChange:
     balance_after: Optional[Decimal]
 
 
-@strawberry.type(description="One place that holds assets at one upstream.")
+@strawberry.federation.type(keys=["id"], description="One place that holds assets at one upstream.")
 class Wallet(Node):
     id: strawberry.ID
     source: Source
@@ -196,6 +200,10 @@ class Wallet(Node):
     def is_type_of(cls, obj: object, info: Info) -> bool:
         return isinstance(obj, records.WalletRecord)
 
+    @classmethod
+    def resolve_reference(cls, info: Info, id: Optional[strawberry.ID] = None, **_: object) -> object:
+        return entities.wallet(info.context, id)  # federation `_entities`, authorized like `node(id)`
+
 
 @strawberry.type(description="Holdings grouped by asset, token, chain, source or wallet, summed exactly.")
 class Position:
@@ -215,7 +223,7 @@ class Position:
     holdings: list[Holding]
 
 
-@strawberry.type(description="A person or organization, with its identities at each upstream.")
+@strawberry.federation.type(keys=["id"], description="A person or organization, with its identities at each upstream.")
 class Account(Node):
     id: strawberry.ID
 
@@ -253,3 +261,7 @@ class Account(Node):
     @classmethod
     def is_type_of(cls, obj: object, info: Info) -> bool:
         return isinstance(obj, account_resolvers.AccountRef)
+
+    @classmethod
+    def resolve_reference(cls, info: Info, id: Optional[strawberry.ID] = None, **_: object) -> object:
+        return entities.account(info.context, id)  # federation `_entities`, authorized like `account(id)`
