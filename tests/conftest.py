@@ -1,6 +1,7 @@
 """Shared fixtures: the simulators and the gateway, each a real uvicorn server on loopback."""
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import httpx
@@ -9,7 +10,7 @@ import pytest
 from gateway.app import create_app
 from gateway.records import Source
 from gateway.serving import ServerThread
-from gateway.simulators.world import World
+from gateway.simulators.world import World, simulator_module
 
 ADMIN_KEY = "admin-key-for-tests"
 
@@ -55,9 +56,50 @@ def clean_simulators(demo_world: World):
         control.reset()
 
 
+# Everything the gateway said to a client during the run, and every log record: the last
+# test (test_zz_leaks.py) checks that no upstream credential or error body is in any of it.
+from tests.capture import CAPTURED_LOGS, CAPTURED_RESPONSES, UPSTREAM_SECRETS  # noqa: E402
+
+
+class _CaptureLogs(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            CAPTURED_LOGS.append(self.format(record))
+        except Exception:  # never let capture break a test
+            pass
+
+
+def pytest_configure(config: Any) -> None:
+    if UPSTREAM_SECRETS:      # configured already (conftest imported under a second name)
+        return
+    handler = _CaptureLogs(level=logging.DEBUG)
+    handler.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s %(exc_text)s"))
+    logging.getLogger().addHandler(handler)
+    _record_world_secrets()
+
+
+def _record_world_secrets() -> None:
+    """Remember every upstream credential any test World hands out (not the gateway keys:
+    the demo key is public by design)."""
+    original = World.add_account
+
+    def add_account(self: World, account_id: str, **kwargs: Any) -> dict[str, Any]:
+        blocks = original(self, account_id, **kwargs)
+        for block in blocks.values():
+            for name in ("token", "api_key"):
+                if isinstance(block.get(name), str):
+                    UPSTREAM_SECRETS.add(block[name])
+        return blocks
+    World.add_account = add_account  # type: ignore[method-assign]
+    for source in Source:
+        api_key = simulator_module(source).source_block("http://127.0.0.1:1").get("api_key")
+        if api_key:
+            UPSTREAM_SECRETS.add(api_key)
+
+
 class GraphQLClient:
     def __init__(self, url: str):
-        self.http = httpx.Client(base_url=url, timeout=30)
+        self.http = httpx.Client(base_url=url, timeout=30, event_hooks={"response": [_capture]})
 
     def post(self, query: str, variables: dict | None = None, key: str | None = "demo-key",
              headers: dict | None = None) -> httpx.Response:
@@ -74,6 +116,11 @@ class GraphQLClient:
 @pytest.fixture(scope="session")
 def client(gateway: ServerThread) -> GraphQLClient:
     return GraphQLClient(gateway.url)
+
+
+def _capture(response: httpx.Response) -> None:
+    response.read()
+    CAPTURED_RESPONSES.append(f"{response.headers}\n{response.text}")
 
 
 def upstream_counts(demo_world: World) -> dict[Source, int]:

@@ -32,6 +32,8 @@ class Fault:
     delay_s: float = 0.0            # for "delay" (then answers normally)
     times: int | None = None        # how many requests it hits; None = until cleared
     path: str | None = None         # only requests whose path contains this
+    # Text put in the injected error body: distinctive, so tests can prove it never leaks.
+    message: str = "injected fault (upstream error body)"
 
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
@@ -103,7 +105,7 @@ class ControlledApp:
             await asyncio.sleep(fault.delay_s)
             await self.app(scope, receive, send)
         elif fault.kind == "status":
-            ctype, body = self.error_shape(fault.status, "injected fault")
+            ctype, body = self.error_shape(fault.status, fault.message)
             headers = [(b"content-type", ctype.encode())]
             if fault.retry_after is not None:
                 headers.append((b"retry-after", str(fault.retry_after).encode()))
