@@ -18,10 +18,12 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse
+from cross_web import HTTPException
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from strawberry.asgi import GraphQL
 from strawberry.types import ExecutionResult
+from strawberry.types.unset import UNSET
 
 from gateway.cache import build_cache
 from gateway.config import GatewayConfig
@@ -78,6 +80,25 @@ class GatewayGraphQL(tracing.TracedOperations, GraphQL):   # a span per operatio
 
     async def render_graphql_ide(self, request: Request) -> HTMLResponse:
         return HTMLResponse(self._graphiql_html)
+
+    async def run(self, request: Any, context: Any = UNSET, root_value: Any = UNSET) -> Any:
+        """Strawberry answers malformed HTTP (bad JSON, wrong method, batching) in plain text;
+        clients get the same GraphQL-shaped JSON error as everything else."""
+        try:
+            return await super().run(request, context, root_value)
+        except HTTPException as exc:
+            code = "METHOD_NOT_ALLOWED" if exc.status_code == 405 else \
+                "NOT_FOUND" if exc.status_code == 404 else "BAD_REQUEST"
+            return Response(orjson.dumps({"errors": [{"message": exc.reason, "extensions": {"code": code}}]}),
+                            status_code=exc.status_code, media_type="application/json")
+
+    async def parse_http_body(self, request: Any) -> Any:
+        try:
+            return await super().parse_http_body(request)
+        except (AttributeError, TypeError):   # valid JSON that is not an object: 0, "x", null
+            raise HTTPException(400, "the request body must be a JSON object") from None
+        except UnicodeDecodeError:
+            raise HTTPException(400, "the request body must be UTF-8 JSON") from None
 
     async def execute_single(self, request: Any, request_adapter: Any, sub_response: Any, context: Any,
                              root_value: Any, request_data: Any) -> Any:
