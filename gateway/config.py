@@ -251,6 +251,13 @@ def substitute_env(value: Any, env: Mapping[str, str]) -> Any:
     return value
 
 
+def missing_variables(text: str, env: Mapping[str, str] | None = None) -> list[str]:
+    """Every `${VAR}` the file uses that the environment lacks (names only, in file order)."""
+    env = os.environ if env is None else env
+    names = [m.group(1) for m in _VAR.finditer(text) if not m.group(1).startswith("file:")]
+    return list(dict.fromkeys(n for n in names if n not in env))
+
+
 def parse_config(text: str, env: Mapping[str, str] | None = None) -> GatewayConfig:
     try:
         raw = tomllib.loads(text)
