@@ -229,7 +229,9 @@ def _wait_ready(url: str, proc: subprocess.Popen) -> None:
     raise AssertionError("gateway process did not start")
 
 
-def test_two_gateway_processes_share_one_redis_cache(tmp_path):
+@contextlib.contextmanager
+def two_processes_sharing_redis(tmp_path: Any) -> Iterator[tuple[World, list[str]]]:
+    """The simulators here, and two gateway processes on one config that shares Redis."""
     redis = pytest.importorskip("redis")
     try:
         redis.Redis.from_url(REDIS_URL, socket_timeout=1).ping()
@@ -245,20 +247,25 @@ def test_two_gateway_processes_share_one_redis_cache(tmp_path):
             urls = [f"http://127.0.0.1:{port}" for port in ports]
             for url, proc in zip(urls, procs):
                 _wait_ready(url, proc)
-            first = GraphQLClient(urls[0]).query(STATUS)
-            made = calls(world)
-            assert all(v >= 1 for v in made.values())
-            second = GraphQLClient(urls[1]).query(STATUS)
-            assert calls(world) == made                                    # the second process asked nobody
-            st = statuses(second)
-            assert all(s["fromCache"] for s in st.values())
-            assert second["data"]["viewer"]["holdings"] == first["data"]["viewer"]["holdings"]
-            health = httpx.get(urls[1] + "/health", params={"ready": ""}).json()
-            assert health["cache"]["backend"].lower().startswith("redis") and health["cache"]["healthy"] is True
+            yield world, urls
         finally:
             for proc in procs:
                 proc.terminate()
                 proc.wait(timeout=10)
+
+
+def test_two_gateway_processes_share_one_redis_cache(tmp_path):
+    with two_processes_sharing_redis(tmp_path) as (world, urls):
+        first = GraphQLClient(urls[0]).query(STATUS)
+        made = calls(world)
+        assert all(v >= 1 for v in made.values())
+        second = GraphQLClient(urls[1]).query(STATUS)
+        assert calls(world) == made                                    # the second process asked nobody
+        st = statuses(second)
+        assert all(s["fromCache"] for s in st.values())
+        assert second["data"]["viewer"]["holdings"] == first["data"]["viewer"]["holdings"]
+        health = httpx.get(urls[1] + "/health", params={"ready": ""}).json()
+        assert health["cache"]["backend"].lower().startswith("redis") and health["cache"]["healthy"] is True
 
 
 def test_refresh_maps_to_cobo_force_refresh_per_address():
@@ -277,27 +284,14 @@ def test_refresh_maps_to_cobo_force_refresh_per_address():
 
 
 def test_two_processes_asking_at_once_share_one_upstream_read_through_redis(tmp_path):
-    world = World.generate(0, size=6)
-    with ServerThread(world.combined_app()) as sims:
-        config = tmp_path / "gateway.toml"
-        config.write_text(world.config_toml(sims.url, cache={"redis_url": REDIS_URL}))
-        ports = [free_port(), free_port()]
-        procs = [_serve_process(str(config), port) for port in ports]
-        try:
-            urls = [f"http://127.0.0.1:{port}" for port in ports]
-            for url, proc in zip(urls, procs):
-                _wait_ready(url, proc)
-            for control in world.controls.values():
-                control.latency_s = 0.5
-            threads = [threading.Thread(target=lambda u=u: GraphQLClient(u).query(STATUS)) for u in urls * 3]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            # six requests over two processes at once: each upstream response is read once
-            # (the size-6 demo account needs one read per source)
-            assert calls(world) == {source: 1 for source in Source}
-        finally:
-            for proc in procs:
-                proc.terminate()
-                proc.wait(timeout=10)
+    with two_processes_sharing_redis(tmp_path) as (world, urls):
+        for control in world.controls.values():
+            control.latency_s = 0.5
+        threads = [threading.Thread(target=lambda u=u: GraphQLClient(u).query(STATUS)) for u in urls * 3]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        # six requests over two processes at once: each upstream response is read once
+        # (the size-6 demo account needs one read per source)
+        assert calls(world) == {source: 1 for source in Source}
