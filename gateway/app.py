@@ -178,7 +178,7 @@ class GatewayGraphQL(tracing.TracedOperations, GraphQL):   # a span per operatio
 
 
 def _redis_client(config: GatewayConfig) -> Any:
-    if not (config.cache.enabled and config.cache.redis_url):
+    if not config.cache.redis_url:
         return None
     import redis.asyncio as aioredis
     return aioredis.from_url(config.cache.redis_url.get_secret_value(), socket_timeout=0.25,
@@ -212,7 +212,10 @@ def create_app(config: GatewayConfig, *, extra_routes: list[BaseRoute] | None = 
         if "ready" not in request.query_params:
             return JSONResponse(body)
         breakers = {s.value: c.upstream.breaker.snapshot() for s, c in state.clients.items()}
-        open_ = [name for name, b in breakers.items() if BreakerState(b["state"]) is not BreakerState.CLOSED]
+        # A breaker past its cool-down lets the next request probe: that source counts as
+        # available, so an instance taken out of rotation comes back without traffic.
+        open_ = [name for name, b in breakers.items()
+                 if BreakerState(b["state"]) is BreakerState.OPEN and b["seconds_until_probe"] > 0]
         ready = not state.clients or len(open_) < len(state.clients)
         body.update(status="ready" if ready else "not_ready",
                     breakers={name: {**b, "state": BreakerState(b["state"]).value} for name, b in breakers.items()},
@@ -229,7 +232,7 @@ def create_app(config: GatewayConfig, *, extra_routes: list[BaseRoute] | None = 
             await shared_redis.aclose()
 
     routes: list[BaseRoute] = [
-        Route("/graphql", graphql, methods=["GET", "POST"]),
+        Route("/graphql", graphql),   # the view answers other methods with a JSON 405
         Route("/health", health, methods=["GET"]),
         *graphiql_routes(config.server.graphiql or config.demo),   # GraphiQL's own JS/CSS, when installed
         *(extra_routes or []),

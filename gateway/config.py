@@ -210,6 +210,12 @@ class GatewayConfig(_Model):
     demo: bool = False              # set by the embedded demo only
 
     def model_post_init(self, _: Any) -> None:
+        if self.registry:
+            from gateway.registry import TokenRegistry
+            try:
+                TokenRegistry.default(self.registry)
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                raise ValueError(f"[registry] entry is incomplete or malformed ({type(exc).__name__}: {exc})") from None
         for key in [k for a in self.accounts for k in a.api_keys] + list(self.auth.admin_keys):
             text = key.get_secret_value()
             if text.startswith("sha256:") and not re.fullmatch(r"sha256:[0-9a-fA-F]{64}", text):
@@ -263,6 +269,8 @@ def parse_config(text: str, env: Mapping[str, str] | None = None) -> GatewayConf
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config is not valid TOML: {exc}") from None
+    if "demo" in raw:
+        raise ConfigError("`demo` is not a config option (run without a config for the demo)")
     raw = substitute_env(raw, os.environ if env is None else env)
     try:
         return GatewayConfig.model_validate(raw)

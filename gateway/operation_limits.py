@@ -160,6 +160,11 @@ class OperationLimits(SchemaExtension):
 
     def _check(self, limits: Any, ec: Any) -> ExecutionResult | None:
         ctx = ec.context
+        operations = [d for d in ec.graphql_document.definitions if isinstance(d, OperationDefinitionNode)]
+        if len(operations) > 1 and not getattr(ec, "_provided_operation_name", None):
+            # The spec requires a name to choose; strawberry would silently run the first.
+            return _reject("GRAPHQL_VALIDATION_FAILED",
+                           "Must provide operation name if query contains multiple operations.")
         shape = measure(ec.graphql_document, ec.operation_name, ec.variables)
         if shape is None:
             return None

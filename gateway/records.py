@@ -20,9 +20,18 @@ class Source(str, Enum):
     DALP = "DALP"
 
     @property
+    def display(self) -> str:
+        """The upstream's own spelling, for messages."""
+        return _DISPLAY[self.value]
+
+    @property
     def key(self) -> str:
         """The lowercase name used in config (`[sources.cobo]`) and scoped ids (`cobo:FOO`)."""
         return self.value.lower()
+
+
+_DISPLAY = {"CALICO": "Calico", "CRYPTOFUSE": "Cryptofuse", "ONEBALANCE": "OneBalance", "COBO": "Cobo",
+            "DALP": "DALP"}
 
 
 class WalletKind(str, Enum):

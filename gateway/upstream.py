@@ -66,7 +66,7 @@ class Upstream:
     def __init__(self, source: Source, config: SourceConfig, http: httpx.AsyncClient,
                  cache: Cache | None, inflight: InFlight):
         self.source = source
-        self.name = source.value.title()
+        self.name = source.display
         self.config = config
         self.http = http
         self.cache = cache

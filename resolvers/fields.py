@@ -61,7 +61,11 @@ async def node(ctx: RequestContext, node_id: str) -> Any:
         view = await account_view(ctx, authorize(ctx, account_id).config)
         items = view.wallets if type_name == "Wallet" else view.holdings
         return next((item for item in items if item.id == node_id), None)
-    if ctx.state.account(node_id) is not None:
+    if ":" not in node_id and "/" not in node_id:
+        # Account ids cannot hold ':' (token ids always do): answer every account-shaped id
+        # like account(id:), so node() cannot be used to probe which accounts exist.
+        if ctx.is_admin and ctx.state.account(node_id) is None:
+            return None
         return authorize(ctx, node_id)
     return await token(ctx, node_id)
 

@@ -1,6 +1,8 @@
 """The strawberry schema. Types only: no I/O happens in this package."""
 from __future__ import annotations
 
+from typing import Any
+
 import strawberry
 from strawberry.extensions import ParserCache, ValidationCache
 from strawberry.schema.config import StrawberryConfig
@@ -13,10 +15,17 @@ from schema.types import Account, Holding, Token, Wallet
 FEDERATION_VERSION = "2.7"   # the spec linked in the SDL; composes with @apollo/composition 2.x
 
 
+class GatewaySchema(strawberry.federation.Schema):
+    def process_errors(self, errors: list, execution_context: Any = None) -> None:
+        # Client mistakes are not server errors; unexpected exceptions are logged once, with
+        # the request id, where the response is shaped (gateway.app). Nothing to log here.
+        pass
+
+
 def build_schema() -> strawberry.Schema:
     # An Apollo Federation 2 subgraph: Account, Wallet and Token are entities (@key "id"),
     # `_service { sdl }` and `_entities` are added (resolvers/entities.py, federation/).
-    return strawberry.federation.Schema(
+    return GatewaySchema(
         query=Query,
         federation_version=FEDERATION_VERSION,
         types=[Account, Wallet, Token, Holding],

@@ -100,6 +100,7 @@ def test_every_path_to_another_account_is_forbidden_without_upstream_calls():
             "node wallet": f'{{ node(id: "{other_wallet}") {{ id ... on Wallet {{ holdings {{ totalCount }} }} }} }}',
             "node holding": f'{{ node(id: "{other_holding}") {{ id }} }}',
             "unknown account": '{ account(id: "no-such-account") { id } }',
+            "node unknown account": '{ node(id: "no-such-account") { id } }',   # no probing via node()
         }
         for name, query in cases.items():
             body = client.query(query)
@@ -295,3 +296,21 @@ def test_malformed_bodies_get_a_json_400_not_a_500(body):
         assert response.status_code == 400
         assert code_of(response) == "BAD_REQUEST"
         assert no_upstream_calls(world)
+
+
+def test_http_level_mistakes_are_json_errors():
+    with stack() as (world, client, _):
+        url = client.http.base_url.join("/graphql")
+        put = httpx.put(url, headers={"x-api-key": "demo-key"})
+        assert put.status_code == 405 and code_of(put) == "METHOD_NOT_ALLOWED"
+        two = client.post("query A { viewer { id } } query B { viewer { id } }")
+        assert code_of(two) == "GRAPHQL_VALIDATION_FAILED" and "operation name" in two.json()["errors"][0]["message"]
+        assert no_upstream_calls(world)
+
+
+def test_config_refuses_a_demo_switch_and_a_malformed_registry():
+    from gateway.config import ConfigError
+    with pytest.raises(ConfigError, match="demo"):
+        parse_config("demo = true\n", {})
+    with pytest.raises(ConfigError, match="registry"):
+        parse_config('[[registry.tokens]]\nsymbol = "X"\n', {})          # a token without an id

@@ -28,6 +28,9 @@ from gateway.upstream import Upstream
 
 log = logging.getLogger("gateway.sources")
 
+# Warnings that mean a read may be missing something: the source is PARTIAL, totals incomplete.
+INCOMPLETE = frozenset({"POSSIBLY_TRUNCATED", "INCOMPLETE_PAGING", "UPSTREAM_REPORTED_ERRORS", "DUPLICATE_ROWS"})
+
 ConfigT = TypeVar("ConfigT", bound=SourceConfig)
 IdentityT = TypeVar("IdentityT", bound=Hashable)
 
@@ -38,7 +41,7 @@ def utcnow() -> datetime:
 
 def status_code_error(source: Source, status: int, retry_after: float | None = None) -> UpstreamError:
     """Default mapping of an upstream HTTP status to our code; the message names only the status."""
-    name = source.value.title()
+    name = source.display
     if status in (401, 403):
         return UpstreamError(UpstreamCode.AUTH_FAILED, f"{name} rejected the gateway's credentials (HTTP {status})", status=status)
     if status == 429:
@@ -97,7 +100,9 @@ class SourceClient(ABC, Generic[ConfigT, IdentityT]):
                 IndexError, decimal.InvalidOperation):
             # The exception text may quote upstream data: log its type only.
             self._fail(result, UpstreamCode.BAD_RESPONSE,
-                       f"{self.source.value.title()} sent a response the gateway could not read")
+                       f"{self.source.display} sent a response the gateway could not read")
+        if result.state is SourceState.OK and any(w.code in INCOMPLETE for w in result.warnings):
+            result.state = SourceState.PARTIAL
         await self.upstream.finish(result, ok=result.state is not SourceState.FAILED)
         if result.fetched_at is None:
             result.fetched_at = utcnow()
@@ -128,7 +133,7 @@ class SourceClient(ABC, Generic[ConfigT, IdentityT]):
             parsed = None
             if 200 <= live.status < 300:
                 raise UpstreamError(UpstreamCode.BAD_RESPONSE,
-                                    f"{self.source.value.title()} sent a body that is not JSON", status=live.status) from None
+                                    f"{self.source.display} sent a body that is not JSON", status=live.status) from None
         return UpstreamResponse(status=live.status, retry_after=live.retry_after, body=parsed)
 
     def raise_for_status(self, response: UpstreamResponse) -> None:

@@ -157,7 +157,7 @@ class OneBalanceClient(SourceClient[OneBalanceSourceConfig, OneBalanceIdentity])
                 if raw == 0:
                     continue    # a zero for a namespace we did not ask about: nothing to attribute
                 raise UpstreamError(UpstreamCode.BAD_RESPONSE,
-                                    "Onebalance reported a balance for a chain none of the listed addresses is on")
+                                    "OneBalance reported a balance for a chain none of the listed addresses is on")
             token = self.registry.by_asset_type(entry.assetType)
             fiat = money.to_decimal(entry.fiatValue) if entry.fiatValue is not None else None
             key = (wallet.local_id, token.id)
@@ -180,7 +180,10 @@ class OneBalanceClient(SourceClient[OneBalanceSourceConfig, OneBalanceIdentity])
         known = token.decimals is not None
         # Without decimals the amount stays in base units rather than a guessed scale.
         amount = money.from_base_units(raw, token.decimals) if known else Decimal(raw)
-        value = Money(fiat, "USD") if fiat is not None else None
+        # OneBalance reports 0 where it has no price: a non-zero amount worth exactly 0 USD
+        # is "unpriced" (value null, never 0); a zero balance is worth 0.
+        unpriced = fiat is None or (fiat == 0 and raw != 0)
+        value = None if unpriced else Money(fiat, "USD")
         price = None
         # A unit price needs a whole-token amount; a zero value for a non-zero amount is
         # 6-dp rounding (or no price at all), never a price of 0.
