@@ -1,0 +1,548 @@
+"""Performance bench: upstream calls per request, fan-out latency, gateway overhead, throughput
+(vs a bare endpoint and vs a Hive Gateway reference), and a 2,000-holding account.
+
+    .venv/bin/python -m bench.perf          # from the repo root; about 2.5 minutes on 2 cores
+    .venv/bin/python -m bench.perf --quick  # a smoke run (~1 minute), figures only indicative
+
+Topology (all on loopback, each in its own OS process, so no two share a GIL):
+  * simulators: `python -m bench.sims` (the five upstream simulators in one uvicorn server,
+    steered over HTTP: latency, call log with monotonic timestamps, counters);
+  * gateways: `python -m gateway serve --config <tmp>/<name>.toml` (cache off / cache on /
+    the large account; `--workers 2` variants when the CLI has that option);
+  * ceiling: `python -m bench.ceiling`, a bare Starlette endpoint returning the same JSON;
+  * load: `wrk` (Debian package) with a generated Lua script for the POST body and keys;
+    latency phases use httpx from this process, one request at a time.
+The machine has 2 cores: during throughput runs the gateway, the simulators and wrk share
+them; each run prints how much CPU each process used.
+
+Exit status: 0 when the correctness checks hold (one upstream call per source, identity
+and page; no errors in measured responses); performance targets are reported, not enforced.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import math
+import os
+import platform
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.common import (LARGE, Call, Gateway, Proc, Sims, WrkResult, build_world, memory_kib,
+                          percentile, run_wrk, supports_workers, upstream_histogram, world_digest, wrk_available)
+from gateway.records import Source
+from gateway.simulators.world import DEMO_KEY, World, gateway_key
+
+ADMIN_KEY = "bench-admin"
+HIVE_RPS, HIVE_P50_MS = 427.0, 72.0   # Hive Gateway over the OpenAPI descriptions, same machines
+
+SMALL = "query Small { viewer { id totalValue { value { amount currency } complete } } }"
+SHALLOW = ("query Shallow { viewer { id totalValue { value { amount currency } complete } "
+           "sources { source state upstreamCalls } } }")
+# wallets -> holdings -> token, positions, totals, sources: everything a naive resolver
+# would turn into a call per field; the gateway must still read each page once.
+DEEP_FRAGMENT = """
+fragment Deep on Account {
+  id
+  totalValue { value { amount currency } complete unpricedHoldings failedSources }
+  sources { source state upstreamCalls fromCache }
+  wallets {
+    id source kind label
+    totalValue { value { amount currency } }
+    holdings(first: 200) { totalCount nodes { id amount precision value { amount }
+                                              token { id symbol decimals chain { id } asset { key } } } }
+  }
+  holdings(first: 200) {
+    totalCount
+    edges { cursor node { id source amount amountRaw value { amount currency } price { unit reliability }
+                          token { id symbol } wallet { id } } }
+  }
+  positions(groupBy: ASSET, first: 50) { totalCount nodes { key amount share value { amount currency }
+                                                           holdings { id } } }
+  bySource: positions(groupBy: SOURCE) { nodes { key value { amount } } }
+}
+"""
+DEEP = "query Deep { viewer { ...Deep } }\n" + DEEP_FRAGMENT
+ACCOUNT_DEEP = "query AccountDeep($id: ID!) { account(id: $id) { ...Deep } }\n" + DEEP_FRAGMENT
+ACCOUNTS_DEEP = "query AccountsDeep($ids: [ID!]!) { accounts(ids: $ids) { ...Deep } }\n" + DEEP_FRAGMENT
+# "All balances of one account from all five upstreams in one request" (the Hive comparison).
+ALL_BALANCES = ("query AllBalances { viewer { id sources { source state } holdings(first: 200) "
+                "{ totalCount nodes { source amount token { id symbol } wallet { id } } } } }")
+
+
+# --------------------------------------------------------------------------- results
+
+@dataclass
+class Row:
+    figure: str
+    target: str
+    measured: str
+    status: str   # met / MISSED / info / n/a
+
+
+@dataclass
+class Bench:
+    args: argparse.Namespace
+    world: World
+    workdir: Path
+    sims: Sims
+    gateways: dict[str, Gateway]
+    rows: list[Row] = field(default_factory=list)
+    checks: list[tuple[bool, str]] = field(default_factory=list)
+
+    def row(self, figure: str, target: str, measured: str, met: bool | None) -> None:
+        status = "info" if met is None else ("met" if met else "MISSED")
+        self.rows.append(Row(figure, target, measured, status))
+
+    def check(self, ok: bool, what: str) -> None:
+        self.checks.append((ok, what))
+        if not ok:
+            print(f"  !! check failed: {what}")
+
+
+def heading(title: str, params: str) -> None:
+    print(f"\n{title}\n{'=' * len(title)}\n{params}\n", flush=True)
+
+
+def table(header: list[str], rows: list[list[Any]], *, text: bool = False) -> None:
+    """Numbers right-aligned; `text`: every column left-aligned."""
+    cells = [header] + [[_fmt(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    for i, row in enumerate(cells):
+        print("  " + "  ".join(c.ljust(w) if j == 0 or text else c.rjust(w) for j, (c, w) in enumerate(zip(row, widths))))
+        if i == 0:
+            print("  " + "  ".join("-" * w for w in widths))
+    sys.stdout.flush()
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return "-" if math.isnan(value) else f"{value:.1f}"
+    return str(value)
+
+
+# --------------------------------------------------------------------------- requests
+
+def post(client: httpx.Client, query: str, key: str, variables: dict[str, Any] | None = None) -> tuple[float, float, dict]:
+    """(monotonic start, end, body) of one request; raises on a non-200."""
+    started = time.monotonic()
+    response = client.post("/graphql", json={"query": query, "variables": variables or {}},
+                           headers={"authorization": f"Bearer {key}"})
+    ended = time.monotonic()
+    response.raise_for_status()
+    return started, ended, response.json()
+
+
+def accounts_of(body: dict) -> list[dict]:
+    data = body.get("data") or {}
+    value = next(iter(data.values()), None)
+    if isinstance(value, list):
+        return [a for a in value if a]
+    return [value] if value else []
+
+
+def status_calls(body: dict) -> dict[str, int]:
+    """Upstream calls per source as the response's own `sources { upstreamCalls }` says."""
+    calls = {s.value: 0 for s in Source}
+    for account in accounts_of(body):
+        for status in account.get("sources", []):
+            calls[status["source"]] += status["upstreamCalls"]
+    return calls
+
+
+def union_seconds(intervals: list[tuple[float, float]]) -> float:
+    """Length of the union of intervals: the time at least one upstream was busy."""
+    total, end = 0.0, -math.inf
+    for lo, hi in sorted(intervals):
+        if hi <= end:
+            continue
+        total += hi - max(lo, end)
+        end = hi
+    return total
+
+
+# --------------------------------------------------------------------------- 1. N+1
+
+def phase_n_plus_one(b: Bench) -> None:
+    gw, sims = b.gateways["nocache"], b.sims
+    sims.reset()
+    sims.replay(False)
+    ids = [f"user-{i:04d}" for i in range(1, 11)]
+    cases: list[tuple[str, str, str, dict | None]] = [
+        ("shallow viewer", SHALLOW, DEMO_KEY, None),
+        ("deep viewer", DEEP, DEMO_KEY, None),
+        ("deep accounts(10 ids)", ACCOUNTS_DEEP, ADMIN_KEY, {"ids": ids}),
+    ]
+    results: dict[str, tuple[dict, list[Call]]] = {}
+    with httpx.Client(base_url=gw.url, timeout=60) as client:
+        for label, query, key, variables in cases:
+            sims.calls(clear=True)
+            _, _, body = post(client, query, key, variables)
+            results[label] = (body, sims.calls(clear=True))
+        # Each of the ten accounts alone: the batch must cost exactly their sum.
+        alone_total = 0
+        for account_id in ids:
+            _, _, body = post(client, ACCOUNT_DEEP, ADMIN_KEY, {"id": account_id})
+            alone_total += len(sims.calls(clear=True))
+
+    heading("1. Upstream calls per request (N+1)",
+            "Cache off, no latency. `calls` = requests the simulators served during the one GraphQL request; "
+            "`distinct` = distinct (source, page, identity) among them;\n`statuses` = the response's own "
+            "sources { upstreamCalls }. One call per (source, identity, page) means calls = distinct = statuses.")
+    rows = []
+    for label, (body, calls) in results.items():
+        by_source = status_calls(body)
+        for source in Source:
+            mine = [c for c in calls if c.source == source.key]
+            rows.append([label, source.value, len(mine), len({c.key for c in mine}), by_source[source.value]])
+    table(["query", "source", "calls", "distinct", "statuses"], rows)
+
+    for label, (body, calls) in results.items():
+        errors = body.get("errors")
+        distinct = len({c.key for c in calls})
+        statuses = sum(status_calls(body).values())
+        ok = not errors and len(calls) == distinct == statuses and distinct > 0
+        extra = ""
+        if label.startswith("deep accounts"):
+            ok = ok and len(calls) == alone_total
+            extra = f"; = sum of the 10 accounts alone ({alone_total})"
+        if label == "deep viewer":
+            ok = ok and len(calls) == len(results["shallow viewer"][1])
+            extra = "; = shallow"
+        b.check(ok, f"N+1 {label}: {len(calls)} calls, {distinct} distinct, statuses say {statuses}"
+                    f"{extra}{', errors: ' + str(errors) if errors else ''}")
+        b.row(f"N+1: {label}, upstream calls", "1 per (source, identity, page)",
+              f"{len(calls)} calls, {len(calls) - distinct} repeated, statuses {statuses}{extra}", ok)
+
+
+# --------------------------------------------------------------------------- 2. fan-out and overhead
+
+def phase_fanout(b: Bench) -> None:
+    gw, sims = b.gateways["nocache"], b.sims
+    latency = b.args.latency_ms / 1000
+    n = b.args.fanout_requests
+    sims.replay(False)
+    samples: dict[float, list[tuple[float, float]]] = {}
+    with httpx.Client(base_url=gw.url, timeout=60) as client:
+        for lat in (0.0, latency):
+            sims.latency(lat)
+            for _ in range(3):                 # warm connections to the simulators
+                post(client, DEEP, DEMO_KEY)
+            sims.calls(clear=True)
+            before = upstream_histogram(gw.metrics_text())
+            runs = []
+            for _ in range(n):
+                t0, t1, body = post(client, DEEP, DEMO_KEY)
+                if body.get("errors"):
+                    b.check(False, f"fan-out: errors in a response: {body['errors'][:1]}")
+                runs.append((t0, t1))
+            after = upstream_histogram(gw.metrics_text())
+            samples[lat] = runs
+            if lat == latency:
+                calls = sims.calls(clear=True)
+                loaded = (after[0] - before[0], after[1] - before[1])
+    sims.latency(0.0)
+
+    total_ms = [(t1 - t0) * 1000 for t0, t1 in samples[latency]]
+    base_ms = [(t1 - t0) * 1000 for t0, t1 in samples[0.0]]
+    overhead_ms, longest_ms, per_request, before_ms, after_ms = [], [], [], [], []
+    for t0, t1 in samples[latency]:
+        mine = [c for c in calls if t0 <= c.start <= t1]
+        per_request.append(len(mine))
+        busy = union_seconds([(c.start, c.end) for c in mine])
+        overhead_ms.append((t1 - t0 - busy) * 1000)
+        longest_ms.append(max((c.end - c.start for c in mine), default=0.0) * 1000)
+        if mine:   # where the overhead sits: before the first upstream call, after the last answer
+            before_ms.append((min(c.start for c in mine) - t0) * 1000)
+            after_ms.append((t1 - max(c.end for c in mine)) * 1000)
+    sim_side_ms = sum(c.end - c.start for c in calls) / len(calls) * 1000 if calls else float("nan")
+    gw_side_ms = loaded[0] / loaded[1] * 1000 if loaded[1] else float("nan")
+
+    heading("2. Fan-out latency and gateway overhead",
+            f"Deep `viewer` query (demo account), cache off, {n} sequential requests on one keep-alive connection.\n"
+            f"Every simulator adds the same latency L; the gateway calls them in parallel, so the ideal is ~L.\n"
+            f"overhead = request time - time during which at least one upstream was busy serving it (the union of the\n"
+            f"simulators' own handling intervals, monotonic clock shared across processes; Apollo Router's\n"
+            f"apollo.router.overhead definition). The gateway's HTTP client and loopback count as overhead.")
+    p50, p99 = percentile(total_ms, 0.5), percentile(total_ms, 0.99)
+    table(["case", "n", "p50 ms", "p99 ms", "max ms"],
+          [["deep, L = 0", len(base_ms), percentile(base_ms, 0.5), percentile(base_ms, 0.99), max(base_ms)],
+           [f"deep, L = {b.args.latency_ms:g} ms", len(total_ms), p50, p99, max(total_ms)],
+           ["  longest single upstream call", len(longest_ms), percentile(longest_ms, 0.5),
+            percentile(longest_ms, 0.99), max(longest_ms)],
+           ["  overhead (total - upstream busy)", len(overhead_ms), percentile(overhead_ms, 0.5),
+            percentile(overhead_ms, 0.99), max(overhead_ms)],
+           ["    of which before the first upstream call", len(before_ms), percentile(before_ms, 0.5),
+            percentile(before_ms, 0.99), max(before_ms, default=float("nan"))],
+           ["    of which after the last upstream answer", len(after_ms), percentile(after_ms, 0.5),
+            percentile(after_ms, 0.99), max(after_ms, default=float("nan"))]])
+    print(f"\n  upstream calls per request: {min(per_request)}..{max(per_request)}; one upstream call lasts "
+          f"{sim_side_ms:.1f} ms inside the simulator, {gw_side_ms:.1f} ms as the gateway times it (/metrics)\n"
+          f"  -> {gw_side_ms - sim_side_ms:.1f} ms per call for the gateway's HTTP client + loopback + simulator's HTTP layer")
+    target = b.args.latency_ms + 10
+    b.row(f"Fan-out: deep query p50, all upstreams L={b.args.latency_ms:g} ms", f"p50 <= {target:g} ms",
+          f"p50 {p50:.1f} ms, p99 {p99:.1f} ms (L=0: p50 {percentile(base_ms, 0.5):.1f})", p50 <= target)
+    ov50, ov99 = percentile(overhead_ms, 0.5), percentile(overhead_ms, 0.99)
+    b.row("Gateway overhead (total - upstream busy), deep", "p50 <= 10 ms (the L+10 budget)",
+          f"p50 {ov50:.1f} ms, p99 {ov99:.1f} ms", ov50 <= 10)
+
+
+# --------------------------------------------------------------------------- 3. large account
+
+def phase_large(b: Bench) -> None:
+    gw, sims = b.gateways["large"], b.sims
+    sims.latency(0.0)
+    sims.replay(False)
+    key = gateway_key(LARGE)
+    rss_start = memory_kib(gw.pid, "VmRSS")
+    hits: list[float] = []
+    with httpx.Client(base_url=gw.url, timeout=60) as client:
+        sims.calls(clear=True)
+        t0, t1, body = post(client, DEEP, key)
+        miss_ms = (t1 - t0) * 1000
+        miss_calls = len(sims.calls(clear=True))
+        account = accounts_of(body)[0]
+        holdings = account["holdings"]["totalCount"]
+        wallets = len(account["wallets"])
+        size_kib = len(json.dumps(body)) / 1024
+        deadline = time.monotonic() + b.args.large_seconds
+        hit_cached = True
+        while len(hits) < b.args.large_requests and time.monotonic() < deadline:
+            t0, t1, hit = post(client, DEEP, key)
+            hits.append((t1 - t0) * 1000)
+            hit_cached &= all(s["fromCache"] for s in accounts_of(hit)[0]["sources"] if s["state"] != "NOT_CONFIGURED")
+        hit_calls = len(sims.calls(clear=True))
+    hwm = memory_kib(gw.pid, "VmHWM")
+    states = {s["source"]: s["state"] for s in account["sources"]}
+    b.check(hit_calls == 0 and hit_cached, f"large account: cached requests made {hit_calls} upstream calls")
+    b.check(all(v in ("OK", "PARTIAL") for v in states.values()), f"large account: source states {states}")
+
+    heading("3. Large account from cache",
+            f"Account `{LARGE}`: {holdings} holdings in {wallets} wallets (Calico 100 = its one-call maximum; "
+            f"~470 at each other source).\nDeep `viewer` query, holdings(first: 200); response "
+            f"{size_kib:.0f} KiB. First request reads the upstreams ({miss_calls} calls); then {len(hits)} "
+            f"sequential requests from the gateway's cache\n(upstream bodies cached; parsing, normalizing, "
+            f"valuing and serializing happen per request). Memory: the gateway process's RSS (VmRSS / VmHWM).")
+    p50, p99 = percentile(hits, 0.5), percentile(hits, 0.99)
+    table(["case", "n", "p50 ms", "p99 ms", "max ms"],
+          [["miss (upstreams read)", 1, miss_ms, miss_ms, miss_ms], ["hit (from cache)", len(hits), p50, p99, max(hits)]])
+    print(f"\n  source states: {states}\n  RSS at start {rss_start / 1024:.0f} MiB, peak {hwm / 1024:.0f} MiB")
+    b.row(f"Large account ({holdings} holdings), deep query from cache", "p50 < 150 ms",
+          f"p50 {p50:.0f} ms, p99 {p99:.0f} ms (miss {miss_ms:.0f} ms)", p50 < 150)
+    b.row("Large account: gateway peak RSS", "report", f"{hwm / 1024:.0f} MiB (at start {rss_start / 1024:.0f} MiB)", None)
+
+
+# --------------------------------------------------------------------------- 4. throughput
+
+def warm_cache(url: str, keys: list[str]) -> None:
+    """Every caller's upstream answers into the gateway's cache (the deep query reads them all)."""
+    async def run() -> None:
+        limits = httpx.Limits(max_connections=8)
+        async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
+            sem = asyncio.Semaphore(8)
+
+            async def one(key: str) -> None:
+                async with sem:
+                    r = await client.post("/graphql", json={"query": DEEP}, headers={"authorization": f"Bearer {key}"})
+                    r.raise_for_status()
+            await asyncio.gather(*(one(k) for k in keys))
+    asyncio.run(run())
+
+
+def load(b: Bench, label: str, proc: Proc, query: str, keys: list[str], connections: int) -> WrkResult:
+    body = {"query": query}
+    watch = {"gateway": proc.pid, "sims": b.sims.pid}
+    if b.args.warmup > 0:
+        run_wrk(proc.url, body, keys, connections=connections, seconds=b.args.warmup, workdir=b.workdir, watch=watch)
+    result = run_wrk(proc.url, body, keys, connections=connections, seconds=b.args.duration,
+                     workdir=b.workdir, watch=watch)
+    b.check(result.bad == 0 and result.socket_errors == 0,
+            f"throughput {label}: {result.bad} bad responses, {result.socket_errors} socket errors")
+    return result
+
+
+THROUGHPUT_HEADER = ["run", "req/s", "p50 ms", "p99 ms", "requests", "bad", "gateway CPU ms/req",
+                     "gateway CPU", "sims CPU", "wrk CPU"]
+
+
+def throughput_row(label: str, r: WrkResult) -> list[Any]:
+    # CPU per request is the steadiest figure on a noisy machine: it does not depend on how
+    # much CPU the other processes happened to leave the gateway.
+    cpu_ms = r.cpu.get("gateway", 0) * r.seconds / r.requests * 1000 if r.requests else float("nan")
+    return [label, f"{r.rps:.0f}", r.p50_ms, r.p99_ms, r.requests, r.bad + r.socket_errors, f"{cpu_ms:.2f}",
+            f"{r.cpu.get('gateway', 0) * 100:.0f}%", f"{r.cpu.get('sims', 0) * 100:.0f}%", f"{r.cpu.get('wrk', 0) * 100:.0f}%"]
+
+
+def phase_throughput(b: Bench) -> None:
+    keys = [gateway_key(f"user-{i:04d}") for i in range(1, b.args.accounts + 1)]
+    c = b.args.connections
+    b.sims.latency(0.0)
+    b.sims.replay(not b.args.no_replay)
+    workers = [1] + ([2] if "cache-w2" in b.gateways else [])
+    for w in workers:
+        warm_cache(b.gateways["cache" if w == 1 else "cache-w2"].url, keys)
+
+    # The ceiling answers with the small query's own response body.
+    with httpx.Client(base_url=b.gateways["cache"].url, timeout=30) as client:
+        _, _, small_body = post(client, SMALL, keys[0])
+    body_file = b.workdir / "small-response.json"
+    body_file.write_bytes(json.dumps(small_body).encode())
+    ceiling = Proc("ceiling", [sys.executable, "-m", "bench.ceiling", "--port", "{port}", "--body-file", str(body_file)],
+                   b.workdir)
+    try:
+        ceiling.wait_ready("/health")
+        results: dict[str, WrkResult] = {}
+        results["ceiling"] = load(b, "ceiling", ceiling, SMALL, keys, c)   # right before its comparison
+        for w in workers:
+            suffix = "" if w == 1 else "-w2"
+            for query_name, query in (("small", SMALL), ("deep", DEEP)):
+                for cached in (True, False):
+                    gw = b.gateways[("cache" if cached else "nocache") + suffix]
+                    label = f"{query_name}, {'cached' if cached else 'uncached'}, {w} worker{'s' * (w > 1)}"
+                    results[label] = load(b, label, gw, query, keys, c)
+    finally:
+        ceiling.stop()
+
+    heading("4. Throughput",
+            f"wrk -t1 -c{c} -d{b.args.duration:g}s (after a {b.args.warmup:g} s warm-up run), POST /graphql, "
+            f"keys rotating over {len(keys)} accounts (so uncached requests share no upstream read).\n"
+            f"cached: upstream answers in the gateway's cache (TTL 1 h, warmed first); uncached: cache off, "
+            f"simulators answer at once{' (replaying memoized bodies: their CPU is not ours in production)' if not b.args.no_replay else ''}.\n"
+            f"ceiling: bare Starlette endpoint returning the small query's response, same uvicorn settings.\n"
+            f"CPU columns: CPU time the gateway process(es) spent per request, and the share of one core each\n"
+            f"process used during the run (2 cores in all).")
+    table(THROUGHPUT_HEADER, [throughput_row(k, v) for k, v in results.items()])
+    if len(workers) == 1:
+        print("\n  2 workers: not measured (`gateway serve` has no --workers option yet)")
+
+    ceiling_rps = results["ceiling"].rps
+    small_cached = results["small, cached, 1 worker"].rps
+    share = small_cached / ceiling_rps if ceiling_rps else 0.0
+    b.row("Throughput: ceiling (bare Starlette, same JSON)", "report", f"{ceiling_rps:.0f} req/s", None)
+    for label, r in results.items():
+        if label == "ceiling":
+            continue
+        if label == "small, cached, 1 worker":
+            b.row(f"Throughput: {label}", ">= 20% of ceiling", f"{r.rps:.0f} req/s = {share:.0%} of ceiling", share >= 0.2)
+        else:
+            b.row(f"Throughput: {label}", "report", f"{r.rps:.0f} req/s (p50 {r.p50_ms:.0f} ms)", None)
+    if len(workers) == 1:
+        b.row("Throughput: 2 workers", "report", "not measured: no `serve --workers` yet", None)
+
+
+# --------------------------------------------------------------------------- 5. against Hive Gateway
+
+def phase_alternative(b: Bench) -> None:
+    gw = b.gateways["nocache"]
+    keys = [gateway_key(f"user-{i:04d}") for i in range(1, b.args.accounts + 1)]
+    b.sims.latency(0.0)
+    b.sims.replay(not b.args.no_replay)
+    rotating = load(b, "all balances, rotating accounts", gw, ALL_BALANCES, keys, 32)
+    same = load(b, "all balances, one account", gw, ALL_BALANCES, [DEMO_KEY], 32)
+
+    heading("5. Against the alternative (Hive Gateway composed from the OpenAPI descriptions)",
+            f"All balances of one account from all five upstreams in one request; cache off, upstreams answer at once,\n"
+            f"wrk -t1 -c32, one gateway process. Reference: Hive Gateway {HIVE_RPS:.0f} req/s, p50 {HIVE_P50_MS:.0f} ms "
+            f"on these machines. `rotating`: each request a different account\n(no upstream read shared: the "
+            f"honest comparison); `one account`: every request the same account (concurrent identical reads share one).")
+    table(THROUGHPUT_HEADER, [throughput_row("rotating accounts", rotating), throughput_row("one account", same)])
+    ratio, ratio_same = rotating.rps / HIVE_RPS, same.rps / HIVE_RPS
+    print(f"\n  vs Hive Gateway: rotating {ratio:.2f}x, one account {ratio_same:.2f}x (target >= 2x = {2 * HIVE_RPS:.0f} req/s)")
+    b.row("All balances, uncached, c=32, vs Hive 427 req/s", ">= 2x (854 req/s)",
+          f"{rotating.rps:.0f} req/s = {ratio:.2f}x, p50 {rotating.p50_ms:.0f} ms "
+          f"(one account: {same.rps:.0f} = {ratio_same:.2f}x)", ratio >= 2)
+
+
+# --------------------------------------------------------------------------- main
+
+def gateway_config(world: World, sims_url: str, *, cache: bool) -> dict[str, Any]:
+    raw = world.config_dict(
+        sims_url, server={"request_deadline_s": 10.0}, cache={"enabled": cache},
+        auth={"admin_keys": [ADMIN_KEY]},
+        # The bench is one client at thousands of requests/s: the per-key limit would answer 429.
+        limits={"rate_limit_per_s": 1_000_000.0, "rate_limit_burst": 1_000_000})
+    if cache:
+        for block in raw["sources"].values():
+            block["cache_ttl_s"] = 3600.0   # nothing expires during the bench
+    return raw
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.perf", description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="short runs: a smoke test, figures only indicative")
+    parser.add_argument("--accounts", type=int, default=200, help="accounts the load rotates over")
+    parser.add_argument("--duration", type=float, default=8.0, help="seconds per measured wrk run")
+    parser.add_argument("--warmup", type=float, default=2.0, help="seconds of unmeasured wrk before each run")
+    parser.add_argument("--connections", type=int, default=16, help="wrk connections for the throughput runs")
+    parser.add_argument("--latency-ms", type=float, default=50.0, help="added upstream latency L for fan-out")
+    parser.add_argument("--fanout-requests", type=int, default=60)
+    parser.add_argument("--large-requests", type=int, default=30)
+    parser.add_argument("--large-seconds", type=float, default=40.0, help="time bound for the large-account loop")
+    parser.add_argument("--workers", choices=["auto", "1"], default="auto",
+                        help="auto: also measure 2 workers when `gateway serve --workers` exists")
+    parser.add_argument("--no-replay", action="store_true", help="simulators build every body (costs gateway CPU)")
+    parser.add_argument("--skip", default="", help="comma list of phases to skip: n1,fanout,large,throughput,alt")
+    args = parser.parse_args(argv)
+    if args.latency_ms <= 0:
+        parser.error("--latency-ms must be positive (the L = 0 case is always measured beside it)")
+    if args.quick:
+        args.duration, args.warmup, args.fanout_requests, args.large_requests = 3.0, 1.0, 20, 10
+    if not wrk_available():
+        print("bench.perf needs wrk: apt-get install -y wrk", file=sys.stderr)
+        return 2
+    skip = set(filter(None, args.skip.split(",")))
+
+    started = time.monotonic()
+    world = build_world(args.accounts, large=True)
+    two_workers = args.workers == "auto" and supports_workers()
+    with contextlib.ExitStack() as stack:
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-perf-")))
+        sims = Sims(workdir, args.accounts, large=True)
+        stack.callback(sims.stop)
+        configs = {"nocache": (False, 1), "cache": (True, 1), "large": (True, 1)}
+        if two_workers:
+            configs |= {"nocache-w2": (False, 2), "cache-w2": (True, 2)}
+        gateways: dict[str, Gateway] = {}
+        for name, (cache, workers) in configs.items():   # start all, then wait: startups overlap
+            gateways[name] = gw = Gateway(name, gateway_config(world, sims.url, cache=cache), workdir, workers)
+            stack.callback(gw.stop)
+        sims.ready(world_digest(world))
+        for gw in gateways.values():
+            gw.ready()
+        b = Bench(args, world, workdir, sims, gateways)
+
+        print("Balance Gateway performance bench")
+        print(f"  simulators: `python -m bench.sims` (own process, pid {sims.pid}) at {sims.url}")
+        names = ", ".join(f"{n} ({g.workers} worker{'s' * (g.workers > 1)})" for n, g in gateways.items())
+        print(f"  gateways:   {names} — each `python -m gateway serve --config <tmp>/<name>.toml`")
+        print("  load:       wrk (throughput); httpx, one request at a time (latency)")
+        print(f"  world:      demo + {args.accounts} accounts of ~40 holdings + `{LARGE}` (~2,000); seed {world.seed}")
+        print(f"  machine:    {os.cpu_count()} cores shared by every process above; figures are wall-clock on "
+              f"loopback; python {platform.python_version()}, uvicorn {version('uvicorn')}, "
+              f"strawberry {version('strawberry-graphql')}, graphql-core {version('graphql-core')}")
+
+        phases = [("n1", phase_n_plus_one), ("fanout", phase_fanout), ("large", phase_large),
+                  ("throughput", phase_throughput), ("alt", phase_alternative)]
+        for name, phase in phases:
+            if name not in skip:
+                phase(b)
+
+    heading("Summary", f"total bench time {time.monotonic() - started:.0f} s")
+    table(["figure", "target", "measured", "result"], [[r.figure, r.target, r.measured, r.status] for r in b.rows], text=True)
+    print("\nChecks\n======")
+    for ok, what in b.checks:
+        print(f"  [{'ok' if ok else 'FAIL'}] {what}")
+    return 0 if all(ok for ok, _ in b.checks) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
