@@ -1,6 +1,7 @@
 """EVM address handling: compare case-insensitively, emit EIP-55 checksummed."""
 from __future__ import annotations
 
+import functools
 import re
 
 from Crypto.Hash import keccak
@@ -12,6 +13,7 @@ def is_evm_address(text: str) -> bool:
     return bool(_HEX_ADDRESS.match(text))
 
 
+@functools.lru_cache(maxsize=65_536)
 def checksum(address: str) -> str:
     """EIP-55 mixed-case form of a 20-byte hex address."""
     if not is_evm_address(address):

@@ -15,7 +15,8 @@ import asyncio
 import contextvars
 import logging
 import time
-from dataclasses import dataclass, field
+from collections import OrderedDict
+from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
 import aiohttp
@@ -25,10 +26,13 @@ from gateway import metrics as gateway_metrics, tracing
 from gateway.cache import Cache, CachedResponse, InFlight, RedisCache, cache_key
 from gateway.config import SourceConfig
 from gateway.errors import UpstreamCode, UpstreamError
-from gateway.records import Source, SourceFetch, SourceWarning
+from gateway.records import Source, SourceFetch, SourceState, SourceWarning
 from gateway.resilience import CircuitBreaker, ConcurrencyLimiter, Deadline, RetryBudget, RetryPolicy
 
 log = logging.getLogger("gateway.upstream")
+
+MAX_NORMALIZED = 5_000                                   # identities whose normalized read is kept
+_REQUEST_SPECIFIC = frozenset({"STALE", "REFRESH_RATE_LIMITED"})   # true of one request only
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +79,38 @@ class Upstream:
         self.budget = RetryBudget(ratio=config.retry_budget_ratio)
         self.breaker = CircuitBreaker(failure_threshold=config.breaker_failures, cooldown_s=config.breaker_cooldown_s)
         self.limiter = ConcurrencyLimiter(config.max_concurrency)
+        self.normalized: OrderedDict[Any, tuple[SourceFetch, float]] = OrderedDict()
         self.metrics = gateway_metrics.detached()   # the app's own, once create_app attaches them
+
+    # -- normalized results of cached reads ------------------------------------
+    # A cache hit would otherwise re-parse and re-validate the same bytes on every request
+    # (half the CPU of a cached query): keep the normalized fetch beside the cached pages,
+    # for no longer than the pages themselves are fresh.
+    def recall(self, identity: Any) -> SourceFetch | None:
+        options = CURRENT_OPTIONS.get()
+        if self.cache is None or options.refresh:
+            return None
+        remembered = self.normalized.get(identity)
+        if remembered is None:
+            return None
+        fetch, oldest = remembered
+        limit = self.config.cache_ttl_s if options.max_age_s is None else min(self.config.cache_ttl_s, options.max_age_s)
+        if time.time() - oldest > limit:
+            del self.normalized[identity]
+            return None     # expired: the page path decides (refetch, or stale on failure)
+        self.normalized.move_to_end(identity)
+        self._count_cache("hit")
+        # Consumers never mutate records or lists of a fetch, so sharing them is safe.
+        return replace(fetch, from_cache=True, upstream_calls=0, warnings=list(fetch.warnings), cache_writes=[])
+
+    def remember(self, identity: Any, fetch: SourceFetch) -> None:
+        if self.cache is None or fetch.state is SourceState.FAILED or fetch.fetched_at is None \
+                or any(w.code in _REQUEST_SPECIFIC for w in fetch.warnings):
+            return
+        self.normalized[identity] = (fetch, fetch.fetched_at.timestamp())
+        self.normalized.move_to_end(identity)
+        while len(self.normalized) > MAX_NORMALIZED:
+            self.normalized.popitem(last=False)
 
     # -- the entry point ------------------------------------------------------
     async def get(self, fetch: SourceFetch, url: str, params: Any, headers: Mapping[str, str] | None) -> LiveResponse:

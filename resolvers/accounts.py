@@ -73,6 +73,7 @@ class AccountView:
     fetches: list[SourceFetch]
     wallets: list[WalletRecord]
     holdings: list[HoldingRecord]
+    by_wallet: dict[str, list[HoldingRecord]] = field(default_factory=dict)   # wallet id -> holdings
 
 
 async def account_view(ctx: RequestContext, account: AccountConfig) -> AccountView:
@@ -90,7 +91,10 @@ async def _build_view(ctx: RequestContext, account: AccountConfig) -> AccountVie
     holdings = derive_values([h for f in fetches for h in f.holdings])
     for h in holdings:
         ctx.seen_tokens.setdefault(h.token.id, h.token)
-    return AccountView(fetches=fetches, wallets=wallets_of(fetches), holdings=holdings)
+    by_wallet: dict[str, list[HoldingRecord]] = {}
+    for h in holdings:
+        by_wallet.setdefault(h.wallet.id, []).append(h)
+    return AccountView(fetches=fetches, wallets=wallets_of(fetches), holdings=holdings, by_wallet=by_wallet)
 
 
 def wallets_of(fetches: list[SourceFetch]) -> list[WalletRecord]:

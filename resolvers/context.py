@@ -78,9 +78,6 @@ class RequestContext:
     # per account: maxAge/refresh asked on viewer/account/accounts (first ask wins)
     fetch_options: dict[str, FetchOptions] = field(default_factory=dict)
 
-    def options_for(self, account_id: str) -> FetchOptions:
-        return self.fetch_options.get(account_id) or FetchOptions(deadline=self.deadline)
-
     def ask(self, account_id: str, max_age_s: float | None, refresh: bool) -> None:
         if (max_age_s is not None or refresh) and account_id not in self.fetch_options:
             self.fetch_options[account_id] = FetchOptions(deadline=self.deadline, max_age_s=max_age_s, refresh=refresh)

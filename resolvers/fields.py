@@ -164,8 +164,8 @@ def wallet_account(ctx: RequestContext, wallet: WalletRecord) -> AccountRef:
 
 async def _wallet_holdings(ctx: RequestContext, wallet: WalletRecord) -> tuple[list[HoldingRecord], list[SourceFetch]]:
     view = await account_view(ctx, authorize(ctx, wallet.account_id).config)
-    fetches = [f for f in view.fetches if any(w.id == wallet.id for w in f.wallets)]
-    return [h for h in view.holdings if h.wallet.id == wallet.id], fetches
+    fetches = [f for f in view.fetches if f.source is wallet.source and any(w.id == wallet.id for w in f.wallets)]
+    return view.by_wallet.get(wallet.id, []), fetches
 
 
 async def wallet_holdings(ctx: RequestContext, wallet: WalletRecord, filter_: Any, order_by: Any,

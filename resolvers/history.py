@@ -32,7 +32,7 @@ from gateway.records import Source
 from gateway.sources.cryptofuse import BalanceChangeRecord, HistoryPage
 from resolvers.context import RequestContext, UpstreamProblem
 from resolvers.errors import client_error
-from resolvers.pagination import DEFAULT_PAGE, MAX_PAGE, Connection, Edge, PageInfo, scope_of
+from resolvers.pagination import DEFAULT_PAGE, MAX_PAGE, Connection, PageInfo, scope_of
 
 # Largest `limit` one upstream call may ask for (the simulator's assumption; the doc gives none).
 UPSTREAM_MAX_LIMIT = 100
@@ -45,6 +45,12 @@ _TAG = b"bg-history-cursor-v1"
 _LAYOUT = struct.Struct(">B6s8s16s4s")
 
 _MEMO_ATTR = "_history_page_memo"
+
+
+@dataclass(slots=True)
+class HistoryEdge:
+    cursor: str      # history cursors carry their own drift check, so they are built eagerly
+    node: Any
 
 
 # -- cursors --------------------------------------------------------------------
@@ -231,7 +237,7 @@ async def account_history(ctx: RequestContext, ref: Any, currency: str | None, t
 
     for _, entry in picked:
         ctx.seen_tokens.setdefault(entry.token.id, entry.token)
-    edges = [Edge(cursor=encode_cursor(scope, a), node=entry) for a, entry in picked]
+    edges = [HistoryEdge(cursor=encode_cursor(scope, a), node=entry) for a, entry in picked]
     return Connection(
         edges=edges,
         nodes=[entry for _, entry in picked],

@@ -8,7 +8,7 @@ request (in get_context), never shared, so one caller never sees another's cache
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Callable
+from typing import Any
 
 from aiodataloader import DataLoader
 
@@ -16,13 +16,13 @@ from gateway.records import Source, SourceFetch
 from gateway.sources.base import SourceClient
 from gateway.upstream import CURRENT_OPTIONS, FetchOptions
 
-OptionsFor = Callable[[str], FetchOptions]   # account id -> what the request asks of its reads
-
-
-def source_loader(client: SourceClient, options_for: OptionsFor) -> DataLoader:
+def source_loader(client: SourceClient, asked: dict[str, FetchOptions], default: FetchOptions) -> DataLoader:
+    """`asked` is the request's account id -> options map (filled by viewer/account/accounts);
+    holding it rather than the context keeps the context free of reference cycles, so a
+    finished request is freed by reference counting instead of the garbage collector."""
     async def one(identity: Any) -> SourceFetch:
         # Runs in its own task (gather), so this setting stays with this fetch.
-        CURRENT_OPTIONS.set(options_for(identity.account_id))
+        CURRENT_OPTIONS.set(asked.get(identity.account_id, default))
         return await client.fetch(identity)
 
     async def batch(identities: list[Any]) -> list[SourceFetch]:
@@ -30,5 +30,6 @@ def source_loader(client: SourceClient, options_for: OptionsFor) -> DataLoader:
     return DataLoader(batch)
 
 
-def make_loaders(clients: dict[Source, SourceClient], options_for: OptionsFor) -> dict[Source, DataLoader]:
-    return {source: source_loader(client, options_for) for source, client in clients.items()}
+def make_loaders(clients: dict[Source, SourceClient], asked: dict[str, FetchOptions],
+                 default: FetchOptions) -> dict[Source, DataLoader]:
+    return {source: source_loader(client, asked, default) for source, client in clients.items()}

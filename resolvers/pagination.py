@@ -33,8 +33,14 @@ class PageInfo:
 
 @dataclass(slots=True)
 class Edge(Generic[T]):
-    cursor: str
     node: T
+    scope: str
+    index: int
+
+    @property
+    def cursor(self) -> str:
+        # Encoded only when a client selects it: most queries read `nodes`, not cursors.
+        return encode_cursor(self.scope, self.index, _item_id(self.node))
 
 
 @dataclass(slots=True)
@@ -84,7 +90,7 @@ def paginate(items: Sequence[T], first: int | None, after: str | None, scope: st
         raise client_error(ClientCode.BAD_USER_INPUT, f"`first` must be between 0 and {MAX_PAGE}")
     start = _start_after(items, *decode_cursor(scope, after)) if after else 0
     window = items[start:start + first]
-    edges = [Edge(cursor=encode_cursor(scope, start + i, _item_id(node)), node=node) for i, node in enumerate(window)]
+    edges = [Edge(node=node, scope=scope, index=start + i) for i, node in enumerate(window)]
     return Connection(
         edges=edges,
         nodes=list(window),

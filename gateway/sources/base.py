@@ -90,6 +90,9 @@ class SourceClient(ABC, Generic[ConfigT, IdentityT]):
 
     async def fetch(self, identity: IdentityT) -> SourceFetch:
         """All pages for one identity, normalized. Never raises."""
+        remembered = self.upstream.recall(identity)
+        if remembered is not None:
+            return remembered
         result = SourceFetch(source=self.source, account_id=self.account_id_of(identity), state=SourceState.OK)
         started = time.perf_counter()
         try:
@@ -106,6 +109,7 @@ class SourceClient(ABC, Generic[ConfigT, IdentityT]):
         await self.upstream.finish(result, ok=result.state is not SourceState.FAILED)
         if result.fetched_at is None:
             result.fetched_at = utcnow()
+        self.upstream.remember(identity, result)
         log.debug("fetched source=%s account=%s state=%s calls=%d ms=%.1f", self.source.value,
                   result.account_id, result.state.value, result.upstream_calls,
                   (time.perf_counter() - started) * 1000)
