@@ -1,14 +1,16 @@
 """Resolver functions the schema's fields call. Each takes the request context first."""
 from __future__ import annotations
 
-from typing import Any
+import inspect
+from typing import Any, Awaitable, Callable, TypeVar
 
 from gateway import ids
 from gateway.errors import ClientCode
 from gateway.records import Asset, HoldingRecord, Source, SourceFetch, Token, WalletRecord
 from gateway.registry import token_key
 from resolvers import calico_window
-from resolvers.accounts import AccountRef, account_view, authorize
+from gateway.config import AccountConfig
+from resolvers.accounts import AccountRef, AccountView, account_view, authorize
 from resolvers.context import RequestContext
 from resolvers.errors import client_error
 from resolvers.holdings import ValueTotalView, order, select, selection, value_total
@@ -17,6 +19,7 @@ from resolvers.positions import PositionView, group
 from resolvers.valuation import derive_values
 
 _SOURCE_ORDER = {s: i for i, s in enumerate(Source)}
+T = TypeVar("T")
 
 
 # -- roots ------------------------------------------------------------------
@@ -115,46 +118,72 @@ def _fetches_for(fetches: list[SourceFetch], filter_: Any) -> list[SourceFetch]:
     return [f for f in fetches if not sources or f.source in sources]
 
 
-async def _account_data(ctx: RequestContext, ref: AccountRef, filter_: Any) -> tuple[list[HoldingRecord], list[SourceFetch]]:
-    """The account's valued holdings and fetches for a filter, with Calico's share of the
-    filter pushed down to Calico where that changes the answer (see calico_window)."""
+# -- account fields -----------------------------------------------------------
+# Each returns its value directly when the account's view is already built (every field
+# after the first), and an awaitable otherwise: graphql-core only creates a task for the
+# awaitable ones, and a deep query has a few hundred such fields.
+def with_view(ctx: RequestContext, account: AccountConfig, then: Callable[[AccountView], T]) -> T | Awaitable[T]:
+    pending = ctx.views.get(account.id)
+    if pending is not None and pending.done() and not pending.cancelled() and pending.exception() is None:
+        return then(pending.result())
+
+    async def later() -> T:
+        return then(await account_view(ctx, account))
+    return later()
+
+
+def account_wallets(ctx: RequestContext, ref: AccountRef, sources: list[Source] | None) -> Any:
+    def then(view: AccountView) -> list[WalletRecord]:
+        wallets = [w for w in view.wallets if not sources or w.source in sources]
+        return sorted(wallets, key=lambda w: (_SOURCE_ORDER[w.source], w.local_id))
+    return with_view(ctx, ref.config, then)
+
+
+def _with_account_data(ctx: RequestContext, ref: AccountRef, filter_: Any,
+                       then: Callable[[list[HoldingRecord], list[SourceFetch]], T]) -> T | Awaitable[T]:
     f = selection(filter_)
     calico_window.validate_window(f)
-    view = await account_view(ctx, ref.config)
-    params = calico_window.pushdown(f, view.fetches)
-    if params is None:
-        return view.holdings, view.fetches
-    fetches = [x for x in view.fetches if x.source is not Source.CALICO]
-    fetches += await calico_window.pushed_fetches(ctx, ref.config, params)
-    return derive_values([h for x in fetches for h in x.holdings]), fetches
+
+    def from_view(view: AccountView) -> T | Awaitable[T]:
+        params = calico_window.pushdown(f, view.fetches)
+        if params is None:
+            return then(view.holdings, view.fetches)
+
+        async def pushed() -> T:   # Calico's part of the filter goes to Calico: one more read
+            fetches = [x for x in view.fetches if x.source is not Source.CALICO]
+            fetches += await calico_window.pushed_fetches(ctx, ref.config, params)
+            return then(derive_values([h for x in fetches for h in x.holdings]), fetches)
+        return pushed()
+
+    result = with_view(ctx, ref.config, from_view)
+    if inspect.isawaitable(result):
+        async def flatten() -> T:
+            inner = await result
+            return await inner if inspect.isawaitable(inner) else inner
+        return flatten()
+    return result
 
 
-# -- account fields -----------------------------------------------------------
-async def account_wallets(ctx: RequestContext, ref: AccountRef, sources: list[Source] | None) -> list[WalletRecord]:
-    view = await account_view(ctx, ref.config)
-    wallets = [w for w in view.wallets if not sources or w.source in sources]
-    return sorted(wallets, key=lambda w: (_SOURCE_ORDER[w.source], w.local_id))
+def account_holdings(ctx: RequestContext, ref: AccountRef, filter_: Any, order_by: Any,
+                     first: int | None, after: str | None) -> Any:
+    return _with_account_data(ctx, ref, filter_,
+                              lambda holdings, _: _listing(ref.id, holdings, filter_, order_by, first, after))
 
 
-async def account_holdings(ctx: RequestContext, ref: AccountRef, filter_: Any, order_by: Any,
-                           first: int | None, after: str | None) -> Connection[HoldingRecord]:
-    holdings, _ = await _account_data(ctx, ref, filter_)
-    return _listing(ref.id, holdings, filter_, order_by, first, after)
+def account_total(ctx: RequestContext, ref: AccountRef, currency: str, filter_: Any) -> Any:
+    return _with_account_data(ctx, ref, filter_, lambda holdings, fetches: value_total(
+        select(holdings, selection(filter_)), currency, _fetches_for(fetches, filter_)))
 
 
-async def account_total(ctx: RequestContext, ref: AccountRef, currency: str, filter_: Any) -> ValueTotalView:
-    holdings, fetches = await _account_data(ctx, ref, filter_)
-    return value_total(select(holdings, selection(filter_)), currency, _fetches_for(fetches, filter_))
-
-
-async def account_positions(ctx: RequestContext, ref: AccountRef, grouping: str, currency: str, filter_: Any,
-                            first: int | None, after: str | None) -> Connection[PositionView]:
-    holdings, fetches = await _account_data(ctx, ref, filter_)
-    chosen = select(holdings, selection(filter_))
-    total = value_total(chosen, currency, _fetches_for(fetches, filter_)).value.amount
-    positions = group(chosen, grouping, currency, total, ctx.registry)
-    return paginate(positions, first, after, scope_of(ref.id, "positions", grouping, currency.upper(),
-                                                       repr(selection(filter_))))
+def account_positions(ctx: RequestContext, ref: AccountRef, grouping: str, currency: str, filter_: Any,
+                      first: int | None, after: str | None) -> Any:
+    def then(holdings: list[HoldingRecord], fetches: list[SourceFetch]) -> Connection[PositionView]:
+        chosen = select(holdings, selection(filter_))
+        total = value_total(chosen, currency, _fetches_for(fetches, filter_)).value.amount
+        positions = group(chosen, grouping, currency, total, ctx.registry)
+        return paginate(positions, first, after, scope_of(ref.id, "positions", grouping, currency.upper(),
+                                                           repr(selection(filter_))))
+    return _with_account_data(ctx, ref, filter_, then)
 
 
 # -- wallet fields ------------------------------------------------------------
@@ -162,18 +191,19 @@ def wallet_account(ctx: RequestContext, wallet: WalletRecord) -> AccountRef:
     return authorize(ctx, wallet.account_id)
 
 
-async def _wallet_holdings(ctx: RequestContext, wallet: WalletRecord) -> tuple[list[HoldingRecord], list[SourceFetch]]:
-    view = await account_view(ctx, authorize(ctx, wallet.account_id).config)
-    fetches = [f for f in view.fetches if f.source is wallet.source and any(w.id == wallet.id for w in f.wallets)]
-    return view.by_wallet.get(wallet.id, []), fetches
+def _with_wallet(ctx: RequestContext, wallet: WalletRecord,
+                 then: Callable[[list[HoldingRecord], list[SourceFetch]], T]) -> T | Awaitable[T]:
+    def from_view(view: AccountView) -> T:
+        fetches = [f for f in view.fetches if f.source is wallet.source and any(w.id == wallet.id for w in f.wallets)]
+        return then(view.by_wallet.get(wallet.id, []), fetches)
+    return with_view(ctx, authorize(ctx, wallet.account_id).config, from_view)
 
 
-async def wallet_holdings(ctx: RequestContext, wallet: WalletRecord, filter_: Any, order_by: Any,
-                          first: int | None, after: str | None) -> Connection[HoldingRecord]:
-    holdings, _ = await _wallet_holdings(ctx, wallet)
-    return _listing(wallet.id, holdings, filter_, order_by, first, after)
+def wallet_holdings(ctx: RequestContext, wallet: WalletRecord, filter_: Any, order_by: Any,
+                    first: int | None, after: str | None) -> Any:
+    return _with_wallet(ctx, wallet, lambda holdings, _: _listing(wallet.id, holdings, filter_, order_by, first, after))
 
 
-async def wallet_total(ctx: RequestContext, wallet: WalletRecord, currency: str) -> ValueTotalView:
-    holdings, fetches = await _wallet_holdings(ctx, wallet)
-    return value_total(select(holdings, selection(None)), currency, fetches)
+def wallet_total(ctx: RequestContext, wallet: WalletRecord, currency: str) -> Any:
+    return _with_wallet(ctx, wallet, lambda holdings, fetches: value_total(select(holdings, selection(None)),
+                                                                          currency, fetches))

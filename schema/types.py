@@ -187,14 +187,14 @@ class Wallet(Node):
         return fields.wallet_account(info.context, self)
 
     @strawberry.field
-    async def holdings(self, info: Info, filter: Optional[HoldingFilter] = None,
+    def holdings(self, info: Info, filter: Optional[HoldingFilter] = None,
                        order_by: Optional[HoldingOrder] = None, first: Optional[int] = None,
                        after: Optional[str] = None) -> Connection[Holding]:
-        return await fields.wallet_holdings(info.context, self, filter, order_by, first, after)
+        return fields.wallet_holdings(info.context, self, filter, order_by, first, after)
 
     @strawberry.field
-    async def total_value(self, info: Info, currency: str = "USD") -> ValueTotal:
-        return await fields.wallet_total(info.context, self, currency)
+    def total_value(self, info: Info, currency: str = "USD") -> ValueTotal:
+        return fields.wallet_total(info.context, self, currency)
 
     @classmethod
     def is_type_of(cls, obj: object, info: Info) -> bool:
@@ -228,25 +228,25 @@ class Account(Node):
     id: strawberry.ID
 
     @strawberry.field
-    async def wallets(self, info: Info, sources: Optional[list[Source]] = None) -> list[Wallet]:
-        return await fields.account_wallets(info.context, self, sources)
+    def wallets(self, info: Info, sources: Optional[list[Source]] = None) -> list[Wallet]:
+        return fields.account_wallets(info.context, self, sources)
 
     @strawberry.field
-    async def holdings(self, info: Info, filter: Optional[HoldingFilter] = None,
+    def holdings(self, info: Info, filter: Optional[HoldingFilter] = None,
                        order_by: Optional[HoldingOrder] = None, first: Optional[int] = None,
                        after: Optional[str] = None) -> Connection[Holding]:
-        return await fields.account_holdings(info.context, self, filter, order_by, first, after)
+        return fields.account_holdings(info.context, self, filter, order_by, first, after)
 
     @strawberry.field
-    async def positions(self, info: Info, group_by: PositionGrouping = PositionGrouping.ASSET,
+    def positions(self, info: Info, group_by: PositionGrouping = PositionGrouping.ASSET,
                         filter: Optional[HoldingFilter] = None, first: Optional[int] = None,
                         after: Optional[str] = None, currency: str = "USD") -> Connection[Position]:
-        return await fields.account_positions(info.context, self, group_by.value, currency, filter, first, after)
+        return fields.account_positions(info.context, self, group_by.value, currency, filter, first, after)
 
     @strawberry.field
-    async def total_value(self, info: Info, currency: str = "USD",
+    def total_value(self, info: Info, currency: str = "USD",
                           filter: Optional[HoldingFilter] = None) -> ValueTotal:
-        return await fields.account_total(info.context, self, currency, filter)
+        return fields.account_total(info.context, self, currency, filter)
 
     @strawberry.field(description="Balance history, newest first (from Cryptofuse). `currency` is the "
                                   "Cryptofuse ticker (e.g. USDTERC20), `type` e.g. deposit.")
