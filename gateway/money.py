@@ -68,6 +68,11 @@ def unit_price(value: Decimal, amount: Decimal) -> Decimal:
     return UNIT_PRICE_CONTEXT.divide(value, amount)
 
 
+def derived_value(amount: Decimal, unit: Decimal) -> Decimal:
+    """amount x a (rounded) unit price: digits past the price's 28 would be noise, not money."""
+    return UNIT_PRICE_CONTEXT.multiply(amount, unit)
+
+
 def from_base_units(raw: int, decimals: int) -> Decimal:
     """Exact human amount of `raw` base units of a token with `decimals` decimals."""
     return Decimal(raw).scaleb(-decimals, CONTEXT)

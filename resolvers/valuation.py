@@ -49,6 +49,6 @@ def derive_values(holdings: list[HoldingRecord]) -> list[HoldingRecord]:
             if seen is not None:
                 price = Price(unit=seen.unit, currency=seen.currency, reliability=PriceReliability.DERIVED,
                               source=seen.source)
-                h = replace(h, price=price, value=Money(money.mul(h.amount, seen.unit), seen.currency))
+                h = replace(h, price=price, value=Money(money.derived_value(h.amount, seen.unit), seen.currency))
         out.append(h)
     return out

@@ -19,6 +19,7 @@ import pytest
 from gateway import graphiql
 from gateway.demo import demo_app
 from gateway.serving import ServerThread, free_port
+from tests.tooling import missing
 
 try:
     from playwright.sync_api import Page, Route, sync_playwright
@@ -42,7 +43,7 @@ def browser():
     if not graphiql.local_assets_installed():
         problems.append(f"GraphiQL assets are missing in {graphiql.ASSETS_DIR} (run {graphiql.SETUP_COMMAND})")
     if problems:
-        pytest.fail("browser test cannot run: " + "; ".join(problems), pytrace=False)
+        missing("browser test cannot run: " + "; ".join(problems))
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         yield browser

@@ -1,7 +1,7 @@
 """gateway.cache: memory LRU, Redis backend (against a real Redis), in-flight de-duplication.
 
 The Redis tests need a server (CI starts one on 127.0.0.1:6379; override with
-BG_TEST_REDIS_URL). When none answers they FAIL, they do not skip.
+BG_TEST_REDIS_URL). When none answers they fail in CI and skip elsewhere.
 """
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from gateway.cache import (
     build_cache,
     cache_key,
 )
+from tests.tooling import need_redis
 
 REDIS_URL = os.environ.get("BG_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 DOWN_URL = "redis://user:s3cret-pw@127.0.0.1:1/0"  # nothing listens on port 1
@@ -43,17 +44,7 @@ def key(n: object = 0) -> str:
 
 @pytest.fixture(scope="session")
 def redis_url() -> str:
-    client = redis.Redis.from_url(REDIS_URL, socket_timeout=1, socket_connect_timeout=1)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        pytest.fail(
-            f"Redis is required for tests/test_cache.py but {REDIS_URL} did not answer PING "
-            f"({type(exc).__name__}: {exc}). Start one (redis-server --port 6379) or set BG_TEST_REDIS_URL.",
-            pytrace=False,
-        )
-    finally:
-        client.close()
+    need_redis(REDIS_URL)
     return REDIS_URL
 
 

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway import ids
+from gateway import ids, money
 from gateway.records import (AmountPrecision, HoldingRecord, Money, Price, PriceReliability, Source, Token,
                              WalletKind, WalletRecord)
 from gateway.registry import TokenRegistry
@@ -86,7 +86,7 @@ def test_derived_prices_come_from_reported_prices_of_the_same_token_or_asset(por
             assert after.price.reliability is PriceReliability.DERIVED
             assert not after.token.is_testnet
             assert (after.token.id, after.price.unit) in reported or (after.token.asset_key, after.price.unit) in by_asset
-            assert after.value.amount == after.amount * after.price.unit
+            assert after.value.amount == money.derived_value(after.amount, after.price.unit)
         else:
             assert after.price is None                                  # unpriced stays null, never 0
 
@@ -155,7 +155,7 @@ def test_exchange_and_custody_holdings_get_derived_prices(client):
     for h in derived:
         assert h["price"]["reliability"] == "DERIVED"
         assert h["price"]["source"] in ("CALICO", "ONEBALANCE", "DALP")
-        assert Decimal(h["value"]["amount"]) == Decimal(h["amount"]) * Decimal(h["price"]["unit"])
+        assert Decimal(h["value"]["amount"]) == money.derived_value(Decimal(h["amount"]), Decimal(h["price"]["unit"]))
     for h in nodes:
         if not h["price"]:
             assert h["value"] is None

@@ -24,6 +24,7 @@ from gateway.simulators.control import Fault
 from gateway.simulators.world import World
 from tests.conftest import GraphQLClient
 from tests.stack import stack
+from tests.tooling import need_redis
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
@@ -232,11 +233,7 @@ def _wait_ready(url: str, proc: subprocess.Popen) -> None:
 @contextlib.contextmanager
 def two_processes_sharing_redis(tmp_path: Any) -> Iterator[tuple[World, list[str]]]:
     """The simulators here, and two gateway processes on one config that shares Redis."""
-    redis = pytest.importorskip("redis")
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_timeout=1).ping()
-    except Exception as exc:  # CI starts redis-server on loopback: its absence is a failure
-        pytest.fail(f"no Redis at {REDIS_URL}: {exc}")
+    need_redis(REDIS_URL)
     world = World.generate(0, size=6)
     with ServerThread(world.combined_app()) as sims:
         config = tmp_path / "gateway.toml"

@@ -18,6 +18,7 @@ from gateway.serving import ServerThread
 from gateway.simulators.world import World
 from tests.conftest import GraphQLClient
 from tests.stack import stack
+from tests.tooling import need_redis
 
 DEEP = "{ viewer { id holdings(first: 5) { totalCount } sources { source state } } }"
 
@@ -164,6 +165,7 @@ def test_rate_limit_per_key_with_retry_after():
 
 def test_rate_limit_is_shared_by_processes_through_redis():
     redis_url = "redis://127.0.0.1:6379/14"
+    need_redis(redis_url)
     import redis
     server = redis.Redis.from_url(redis_url)
     for key in server.scan_iter("bg:rl:*"):      # an earlier run's bucket for the demo key
