@@ -14,26 +14,26 @@ import logging
 from typing import Any
 
 import orjson
+from cross_web import HTTPException
 from graphql import GraphQLError
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from cross_web import HTTPException
 from starlette.responses import HTMLResponse, JSONResponse, Response
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import BaseRoute, Route
 from strawberry.asgi import GraphQL
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET
 
+from gateway import tracing
 from gateway.cache import build_cache
 from gateway.config import GatewayConfig
 from gateway.errors import ClientCode
 from gateway.gate import SecurityGate
 from gateway.graphiql import graphiql_html, graphiql_routes
 from gateway.http import make_http_client
-from gateway import tracing                                        # observability
-from gateway.metrics import GatewayMetrics, RequestMetrics         # observability
+from gateway.metrics import GatewayMetrics, RequestMetrics
 from gateway.persisted import PersistedQueries
 from gateway.ratelimit import RateLimiter
 from gateway.registry import TokenRegistry
@@ -258,4 +258,4 @@ def create_app(config: GatewayConfig, *, extra_routes: list[BaseRoute] | None = 
     return app
 
 
-__all__ = ["create_app", "Mount"]
+__all__ = ["create_app"]
