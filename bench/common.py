@@ -26,7 +26,7 @@ import httpx
 
 from gateway.records import Source
 from gateway.serving import free_port
-from gateway.simulators.world import World, simulator_module
+from gateway.simulators.world import World, simulator_module, to_toml
 
 ROOT = Path(__file__).resolve().parent.parent
 LARGE = "whale"
@@ -191,7 +191,6 @@ class Gateway(Proc):
     """`python -m gateway serve --config FILE [--workers N]`."""
 
     def __init__(self, name: str, raw: dict[str, Any], workdir: Path, workers: int = 1):
-        from bench.resilience import to_toml   # the same hand-written TOML as the resilience bench
         text = to_toml(raw)
         if tomllib.loads(text) != raw:
             raise RuntimeError(f"{name}: generated TOML does not round-trip")

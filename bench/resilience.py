@@ -19,21 +19,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import math
-import subprocess
 import sys
 import tempfile
 import time
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
 import httpx
 
+from bench.common import Gateway
 from gateway.records import Source
-from gateway.serving import ServerThread, free_port
+from gateway.serving import ServerThread
 from gateway.simulators.control import Fault
 from gateway.simulators.world import DEMO_KEY, World
 
@@ -69,90 +67,25 @@ ACCOUNT_QUERY = "query Account($id: ID!) { account(id: $id) { ...Deep } }\n" + D
 
 # --------------------------------------------------------------------------- config files
 
-def to_toml(doc: dict[str, Any]) -> str:
-    """A TOML document of top-level `key = inline value` lines (the venv has no TOML writer).
-
-    Inline tables and arrays are enough for the gateway config, and quoting every key and
-    string the JSON way is valid TOML; the caller round-trips the text through tomllib.
-    """
-    def value(v: Any) -> str:
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, int):
-            return str(v)
-        if isinstance(v, float):
-            if not math.isfinite(v):
-                raise ValueError("TOML config values must be finite")
-            return repr(v)
-        if isinstance(v, str):
-            # ensure_ascii=False: JSON's surrogate-pair escapes are not valid TOML.
-            return json.dumps(v, ensure_ascii=False)
-        if isinstance(v, (list, tuple)):
-            return "[" + ", ".join(value(x) for x in v) + "]"
-        if isinstance(v, dict):
-            return "{ " + ", ".join(f"{json.dumps(str(k))} = {value(x)}" for k, x in v.items()) + " }"
-        raise TypeError(f"cannot write {type(v).__name__} as TOML")
-    return "".join(f"{json.dumps(str(k))} = {value(v)}\n" for k, v in doc.items())
-
-
 def gateway_raw_config(world: World, sims_url: str, *, cache: bool, deadline_s: float = 10.0,
                        admin: bool = False, **source_options: Any) -> dict[str, Any]:
     """The world's config with the bench's knobs; `source_options` apply to every source."""
     raw = world.config_dict(sims_url, server={"request_deadline_s": deadline_s},
-                            cache={"enabled": cache}, auth={"admin_keys": [ADMIN_KEY] if admin else []})
+                            cache={"enabled": cache}, auth={"admin_keys": [ADMIN_KEY] if admin else []},
+                            # one bench client sends bursts no real client should: lift the per-key limit
+                            limits={"rate_limit_per_s": 100_000, "rate_limit_burst": 100_000})
     for block in raw["sources"].values():
         block.update(source_options)
     return raw
 
 
-class GatewayProcess:
-    """`python -m gateway serve --config FILE` on a free loopback port; output goes to a log file."""
-
-    def __init__(self, name: str, raw: dict[str, Any], workdir: Path):
-        self.name = name
-        self.port = free_port()
-        raw = {**raw, "server": {**raw.get("server", {}), "host": "127.0.0.1", "port": self.port}}
-        text = to_toml(raw)
-        if tomllib.loads(text) != raw:   # the hand-written TOML must say exactly what we meant
-            raise RuntimeError(f"{name}: generated TOML does not round-trip")
-        self.config_path = workdir / f"{name}.toml"
-        self.config_path.write_text(text)
-        self.log_path = workdir / f"{name}.log"
-        self._log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway", "serve", "--config", str(self.config_path), "--log-level", "warning"],
-            cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def wait_ready(self, timeout_s: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                break
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
-                    return
-            time.sleep(0.1)
-        tail = self.log_path.read_text(errors="replace")[-2000:]
-        raise RuntimeError(f"gateway {self.name!r} did not become ready; its output:\n{tail}")
+class GatewayProcess(Gateway):
+    """A gateway process (bench.common.Gateway) that can also report its breakers."""
 
     def breakers(self) -> dict[str, str]:
         """Breaker state per source in this gateway process (GET /health?ready)."""
         body = httpx.get(self.url + "/health?ready", timeout=5).json()
         return {name: b["state"] for name, b in body.get("breakers", {}).items()}
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
 
 
 # --------------------------------------------------------------------------- measuring
@@ -450,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
             p.gateways[name] = gw = GatewayProcess(name, raw, workdir)
             stack.callback(gw.stop)
         for gw in p.gateways.values():
-            gw.wait_ready()
+            gw.ready()
 
         print("Balance Gateway resilience bench")
         print(f"  simulators: one uvicorn server on a thread of the bench process at {sims.url}")
