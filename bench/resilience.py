@@ -25,7 +25,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 
@@ -321,7 +321,7 @@ def phase_degraded(world: World, p: Params, report: Report) -> None:
                  f"C: only Cobo fails, p50 and p99 stay below the {deadline_ms:.0f} ms deadline")
     # The deadline bounds the wait for upstreams; building the response comes on top of it.
     report.check(cobo_failed_only(c2) and max(c2_ms) < deadline_ms * 1.25,
-                 f"C2: every request answers within the deadline plus 25% for the response itself")
+                 "C2: every request answers within the deadline plus 25% for the response itself")
 
 
 def phase_cache(world: World, p: Params, report: Report) -> None:
@@ -389,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  simulators: one uvicorn server on a thread of the bench process at {sims.url}")
         print(f"  gateways:   {len(p.gateways)} separate processes, `python -m gateway serve --config <tmp>/<name>.toml` "
               f"({', '.join(p.gateways)}), so client and gateway do not share a GIL")
-        print(f"  client:     httpx (sync, one keep-alive connection; async for the burst)")
+        print("  client:     httpx (sync, one keep-alive connection; async for the burst)")
         print(f"  world:      demo + {p.accounts} generated accounts (seed {world.seed}); "
               f"latencies are client-side wall times in ms")
 

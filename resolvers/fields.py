@@ -13,7 +13,7 @@ from gateway.config import AccountConfig
 from resolvers.accounts import AccountRef, AccountView, account_view, authorize
 from resolvers.context import RequestContext
 from resolvers.errors import client_error
-from resolvers.holdings import ValueTotalView, order, select, selection, value_total
+from resolvers.holdings import order, select, selection, value_total
 from resolvers.pagination import Connection, paginate, scope_of
 from resolvers.positions import PositionView, group
 from resolvers.valuation import derive_values

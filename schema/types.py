@@ -2,7 +2,7 @@
 resolvers/ (matching attribute names), so no per-field wrapping; methods delegate to resolvers/."""
 from __future__ import annotations
 
-from typing import Annotated, Generic, Optional, TypeVar
+from typing import Generic, Optional, TypeVar
 
 import strawberry
 from strawberry import Info

@@ -12,7 +12,6 @@ import time
 import uuid
 
 import pytest
-import redis
 import redis.asyncio as aioredis
 
 from gateway.cache import (

@@ -9,7 +9,6 @@ import hashlib
 import logging
 
 import httpx
-import pytest
 from graphql import parse, validate
 
 from gateway import graphiql

@@ -14,10 +14,7 @@ import time
 from typing import Any, Iterator
 
 import httpx
-import pytest
 
-from gateway.app import create_app
-from gateway.config import GatewayConfig
 from gateway.records import Source
 from gateway.serving import ServerThread, free_port
 from gateway.simulators.control import Fault
