@@ -94,8 +94,7 @@ class Upstream:
         if remembered is None:
             return None
         fetch, oldest = remembered
-        limit = self.config.cache_ttl_s if options.max_age_s is None else min(self.config.cache_ttl_s, options.max_age_s)
-        if time.time() - oldest > limit:
+        if time.time() - oldest > self._fresh_for(options):
             del self.normalized[identity]
             return None     # expired: the page path decides (refetch, or stale on failure)
         self.normalized.move_to_end(identity)
@@ -143,8 +142,7 @@ class Upstream:
 
     def _serve_cached(self, fetch: SourceFetch, cached: CachedResponse, options: FetchOptions) -> bool:
         age = cached.age()
-        limit = self.config.cache_ttl_s if options.max_age_s is None else min(self.config.cache_ttl_s, options.max_age_s)
-        if not options.refresh and age <= limit:
+        if not options.refresh and age <= self._fresh_for(options):
             return True
         if (options.refresh or options.max_age_s is not None) and age <= self.config.cache_ttl_s \
                 and age < self.config.refresh_min_interval_s:
@@ -153,6 +151,11 @@ class Upstream:
                   f"{self.name} was read {age:.0f}s ago; refreshed at most every {self.config.refresh_min_interval_s:g}s")
             return True
         return False
+
+    def _fresh_for(self, options: FetchOptions) -> float:
+        """How old a cached answer may be for this request: the TTL, or less if the client asks."""
+        ttl = self.config.cache_ttl_s
+        return ttl if options.max_age_s is None else min(ttl, options.max_age_s)
 
     def _stale_usable(self, cached: CachedResponse | None) -> bool:
         """An unavailable or throttling upstream may be stood in for by an answer this young;

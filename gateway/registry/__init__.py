@@ -7,7 +7,6 @@ gets a source-scoped token (`cryptofuse:FOO`) with `decimals = None`.
 from __future__ import annotations
 
 import tomllib
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -174,9 +173,6 @@ class TokenRegistry:
         address = parts[2] if parts and parts[1] != "slip44" else None
         return Token(id=canonical, symbol=symbol or (address or canonical), asset_key=canonical,
                      name=name, decimals=decimals, chain=chain, address=address, asset_type=canonical)
-
-    def with_metadata(self, token: Token, **changes: Any) -> Token:
-        return replace(token, **changes)
 
     def all_tokens(self) -> Iterable[Token]:
         return self.tokens.values()

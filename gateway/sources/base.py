@@ -13,10 +13,12 @@ import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, ClassVar, Generic, Hashable, Mapping, TypeVar
+from decimal import Decimal
+from typing import Annotated, Any, ClassVar, Generic, Hashable, Mapping, TypeVar
 
 import httpx
 import pydantic
+from pydantic import BeforeValidator
 
 from gateway import money
 from gateway.config import AccountConfig, SourceConfig
@@ -37,6 +39,26 @@ IdentityT = TypeVar("IdentityT", bound=Hashable)
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def as_utc(value: datetime) -> datetime:
+    """Aware UTC; an upstream time without an offset is read as UTC, never as local time."""
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+def decimal_string(value: Any) -> Decimal:
+    """An amount the upstream documents as a string: a JSON number means the shape changed."""
+    if not isinstance(value, str):
+        raise ValueError("amount must be a decimal string")
+    return money.to_decimal(value)
+
+
+DecimalString = Annotated[Decimal, BeforeValidator(decimal_string)]
+
+
+class UpstreamModel(pydantic.BaseModel):
+    """Upstream JSON: strict about the fields the gateway reads, tolerant of the rest."""
+    model_config = pydantic.ConfigDict(extra="ignore")
 
 
 def status_code_error(source: Source, status: int, retry_after: float | None = None) -> UpstreamError:

@@ -12,17 +12,17 @@ from __future__ import annotations
 
 import decimal
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, SecretStr
+from pydantic import BeforeValidator, SecretStr
 
 from gateway import ids, money
 from gateway.config import AccountConfig, CalicoSourceConfig
 from gateway.records import (AmountPrecision, HoldingRecord, Money, Price, PriceReliability, Source,
                              SourceFetch, SourceState, SourceWarning, Token, WalletKind, WalletRecord)
-from gateway.sources.base import SourceClient
+from gateway.sources.base import SourceClient, UpstreamModel, as_utc
 
 PAGE_LIMIT = 100  # Calico's documented maximum; there is no cursor beyond it
 
@@ -38,9 +38,8 @@ def _number(value: Any) -> Decimal:
 Number = Annotated[Decimal, BeforeValidator(_number)]
 
 
-class CalicoAsset(BaseModel):
+class CalicoAsset(UpstreamModel):
     """One row of `data[]`."""
-    model_config = ConfigDict(extra="ignore")
 
     asset_symbol: str
     asset_holdings: Number
@@ -51,9 +50,7 @@ class CalicoAsset(BaseModel):
     wallet_address_redacted: str | None = None  # exchanges may have no address
 
 
-class CalicoAssetsResponse(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
+class CalicoAssetsResponse(UpstreamModel):
     data: list[CalicoAsset]
     errors: list[Any] | None = None         # shape undocumented: only counted, never quoted
 
@@ -172,7 +169,7 @@ class CalicoClient(SourceClient[CalicoSourceConfig, CalicoIdentity]):
             staked=row.staked_holdings,
             price=_unit_price(row.asset_holdings, value),
             value=value,
-            updated_at=_utc(row.time_fetched),
+            updated_at=as_utc(row.time_fetched) if row.time_fetched else None,
         )
 
 
@@ -196,10 +193,3 @@ def _merge(a: HoldingRecord, b: HoldingRecord) -> HoldingRecord:
         a.updated_at = b.updated_at
     return a
 
-
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    if value.tzinfo is None:  # Calico writes `Z`; a bare time is read as UTC rather than local
-        return value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc)

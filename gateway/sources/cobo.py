@@ -10,18 +10,18 @@ Pitfalls handled here (see the upstream doc and DESIGN.md):
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, SecretStr
+from pydantic import SecretStr
 
 from gateway import ids, money
 from gateway.config import AccountConfig, CoboSourceConfig
 from gateway.errors import UpstreamCode, UpstreamError
 from gateway.records import (AmountPrecision, HoldingRecord, Source, SourceFetch, SourceWarning, Token,
                              WalletKind, WalletRecord)
-from gateway.sources.base import SourceClient
+from gateway.sources.base import DecimalString, SourceClient, UpstreamModel, as_utc
 from gateway.upstream import CURRENT_OPTIONS
 
 PATH = "/api/v1/wallets/balances"
@@ -30,48 +30,34 @@ MAX_PAGES = 500       # 100k rows for one wallet: beyond that we assume a runawa
 MAX_REFRESH_ADDRESSES = 20   # a client refresh costs one call per address: bound it
 
 
-def _amount(value: Any) -> Decimal:
-    """Cobo amounts are strings; a JSON number here means the shape changed, so refuse it."""
-    if not isinstance(value, str):
-        raise ValueError("amount must be a string")
-    return money.to_decimal(value)
-
-
-Amount = Annotated[Decimal, BeforeValidator(_amount)]
-
-
-class _Lenient(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-
-class BalanceRead(_Lenient):
+class BalanceRead(UpstreamModel):
     token_id: str
-    amount: Amount
+    amount: DecimalString
     wallet_uuid: str | None = None
     cobo_wallet_id: str | None = None
     address: str | None = None
     chain_id: str | None = None
-    total: Amount | None = None
-    pending: Amount | None = None
-    locked: Amount | None = None
+    total: DecimalString | None = None
+    pending: DecimalString | None = None
+    locked: DecimalString | None = None
     updated_at: datetime | None = None
     balance_updated_at: datetime | None = None
 
 
-class PaginationMeta(_Lenient):
+class PaginationMeta(UpstreamModel):
     total: int | None = None
     has_more: bool = False
     after: str | None = None
     before: str | None = None
 
 
-class BalancesResponse(_Lenient):
+class BalancesResponse(UpstreamModel):
     result: list[BalanceRead]
     success: bool = True
     meta: PaginationMeta | None = None
 
 
-class ErrorResponse(_Lenient):
+class ErrorResponse(UpstreamModel):
     """The `success: false` shape; message/suggestion are read but never echoed anywhere."""
     success: Literal[False]
     message: str | None = None
@@ -173,7 +159,7 @@ class CoboClient(SourceClient[CoboSourceConfig, CoboIdentity]):
         holdings = []
         for token, group in groups.values():
             amount = money.dsum(r.total if r.total is not None else r.amount for r in group)
-            times = [_utc(t) for r in group if (t := r.balance_updated_at or r.updated_at)]
+            times = [as_utc(t) for r in group if (t := r.balance_updated_at or r.updated_at)]
             holdings.append(HoldingRecord(
                 id=ids.holding_id(self.source.value, identity.account_id, wallet.local_id, token.id),
                 account_id=identity.account_id, wallet=wallet, token=token, source=self.source,
@@ -191,6 +177,3 @@ def _sum_present(values: list[Decimal | None]) -> Decimal | None:
     present = [v for v in values if v is not None]
     return money.dsum(present) if present else None
 
-
-def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)

@@ -21,7 +21,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Annotated, Any
 
 import pydantic
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, StrictBool, StrictInt
+from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, SecretStr, StrictBool, StrictInt
 
 from gateway import ids, money
 from gateway.config import AccountConfig, DalpSourceConfig
@@ -29,7 +29,7 @@ from gateway.errors import UpstreamCode, UpstreamError
 from gateway.evm import checksum, is_evm_address
 from gateway.records import (AmountPrecision, Chain, HoldingRecord, Money, Price, PriceReliability, Source,
                              SourceFetch, SourceState, SourceWarning, Token, WalletKind, WalletRecord)
-from gateway.sources.base import SourceClient, UpstreamResponse
+from gateway.sources.base import DecimalString, SourceClient, UpstreamModel, UpstreamResponse
 
 PATH = "/api/v2/user-asset-balances"
 PAGE_LIMIT = 200        # the documented maximum
@@ -38,11 +38,8 @@ PARTICIPANT_WALLET = "participant"   # local id of the aggregate when a row has 
 UNKNOWN_SYMBOL = "UNKNOWN"           # the yield denomination's placeholder
 
 
-def _amount(value: Any) -> Decimal:
-    """DALP amounts are decimal strings; a JSON number or a negative means the shape changed."""
-    if not isinstance(value, str):
-        raise ValueError("amount must be a decimal string")
-    amount = money.to_decimal(value)
+def _not_negative(amount: Decimal) -> Decimal:
+    """DALP returns only positive balances: a negative one means the shape changed."""
     if amount < 0:
         raise ValueError("amount must not be negative")
     return amount
@@ -54,12 +51,12 @@ def _evm(value: str) -> str:
     return value
 
 
-Amount = Annotated[Decimal, BeforeValidator(_amount)]
+Amount = Annotated[DecimalString, AfterValidator(_not_negative)]
 EvmAddress = Annotated[str, AfterValidator(_evm)]
 
 
-class _Lenient(BaseModel):
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+class _Lenient(UpstreamModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)   # aliases: valueInBaseCurrency ...
 
 
 class WalletBalance(_Lenient):

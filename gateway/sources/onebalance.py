@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import Field, SecretStr
 
 from gateway import ids, money
 from gateway.config import AccountConfig, OneBalanceSourceConfig
@@ -30,35 +30,31 @@ from gateway.evm import normalize_address
 from gateway.records import (AmountPrecision, HoldingRecord, Money, Price, PriceReliability, Source,
                              SourceFetch, SourceWarning, Token, WalletKind, WalletRecord)
 from gateway.registry import token_key
-from gateway.sources.base import SourceClient
+from gateway.sources.base import SourceClient, UpstreamModel
 
 PATH = "/v3/balances/aggregated-balance"
 EVM = "eip155"
 
 
-class _Lenient(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-
-class AssetBalance(_Lenient):
+class AssetBalance(UpstreamModel):
     """One token's balance: an `individualAssetBalances` entry or a `balanceBySpecificAsset` entry."""
     assetType: str = Field(min_length=3)
     balance: str = Field(pattern=r"^[0-9]+$")        # base units; a JSON number would be refused
     fiatValue: Decimal | None = None                  # a JSON float, parsed as Decimal
 
 
-class AggregatedAssetBalance(_Lenient):
+class AggregatedAssetBalance(UpstreamModel):
     aggregatedAssetId: str
     balance: str = Field(pattern=r"^[0-9]+$")        # sum of the members: never used for holdings
     individualAssetBalances: list[AssetBalance]
     fiatValue: Decimal | None = None
 
 
-class TotalBalance(_Lenient):
+class TotalBalance(UpstreamModel):
     fiatValue: Decimal
 
 
-class AggregatedBalanceResponse(_Lenient):
+class AggregatedBalanceResponse(UpstreamModel):
     # Strict about what holdings are built from; tolerant of the rest, which we do not use.
     accounts: dict[str, Any] = {}                     # chain type ("evm", "solana") -> address
     balanceByAggregatedAsset: list[AggregatedAssetBalance]
@@ -66,7 +62,7 @@ class AggregatedBalanceResponse(_Lenient):
     totalBalance: TotalBalance | None = None
 
 
-class ErrorResponse(_Lenient):
+class ErrorResponse(UpstreamModel):
     """Assumed error body (undocumented); read by the simulator, never echoed by the client."""
     statusCode: int
     error: str | None = None
