@@ -66,11 +66,10 @@ def _position(key: str, members: list[HoldingRecord], grouping: str, currency: s
         unpriced_holdings=len(members) - len(values),
     )
     if grouping == "ASSET":
-        position.asset = registry.asset(key) if key in registry.assets else _asset_of(first.token)
+        position.asset = _asset_of(first.token, registry)
     elif grouping == "TOKEN":
         position.token, position.chain = first.token, first.token.chain
-        position.asset = registry.asset(first.token.asset_key) if first.token.asset_key in registry.assets \
-            else _asset_of(first.token)
+        position.asset = _asset_of(first.token, registry)
     elif grouping == "CHAIN":
         position.chain = first.token.chain
     elif grouping == "SOURCE":
@@ -80,5 +79,7 @@ def _position(key: str, members: list[HoldingRecord], grouping: str, currency: s
     return position
 
 
-def _asset_of(token: Token) -> Asset:
-    return Asset(key=token.asset_key, symbol=token.symbol, name=token.name)
+def _asset_of(token: Token, registry: TokenRegistry) -> Asset:
+    """The registry's asset, or one made from the token the registry does not know."""
+    known = registry.assets.get(token.asset_key)
+    return known or Asset(key=token.asset_key, symbol=token.symbol, name=token.name)
