@@ -38,6 +38,7 @@ from gateway.persisted import PersistedQueries
 from gateway.ratelimit import RateLimiter
 from gateway.registry import TokenRegistry
 from gateway.resilience import BreakerState, Deadline
+from gateway.result_cache import CURRENT_LEDGER, ResultCache
 from gateway.sources import build_clients
 from gateway.upstream import CURRENT_OPTIONS, FetchOptions
 from resolvers.context import GatewayState, RequestContext
@@ -107,6 +108,9 @@ class GatewayGraphQL(tracing.TracedOperations, GraphQL):   # a span per operatio
         query, error = await self.persisted.resolve(request_data.query, request_data.extensions)
         if error is not None:
             return ExecutionResult(data=None, errors=[error])
+        ledger = CURRENT_LEDGER.get()
+        if ledger is not None and request_data.query is not None and _registers_persisted_query(request_data.extensions):
+            ledger.uncacheable = True   # an APQ registration must happen every time it is sent
         if query != request_data.query:
             request_data = dataclasses.replace(request_data, query=query)
         return await super().execute_single(request=request, request_adapter=request_adapter,
@@ -136,6 +140,7 @@ class GatewayGraphQL(tracing.TracedOperations, GraphQL):   # a span per operatio
         if errors:
             body["errors"] = errors
             self.metrics.count_graphql_errors(errors)   # observability: balance_gateway_graphql_errors_total
+        request.state.clean_result = not errors   # a response with errors is never kept (gate.py)
         sub_response = getattr(request.state, "sub_response", None)
         if sub_response is not None:
             sub_response.gateway_media_type = _response_media_type(request)
@@ -178,6 +183,10 @@ class GatewayGraphQL(tracing.TracedOperations, GraphQL):   # a span per operatio
         return formatted
 
 
+def _registers_persisted_query(extensions: Any) -> bool:
+    return isinstance(extensions, dict) and isinstance(extensions.get("persistedQuery"), dict)
+
+
 def _redis_client(config: GatewayConfig) -> Any:
     if not config.cache.redis_url:
         return None
@@ -201,9 +210,13 @@ def create_app(config: GatewayConfig, *, extra_routes: list[BaseRoute] | None = 
     rate_limiter = RateLimiter(config.limits.rate_limit_per_s, config.limits.rate_limit_burst, shared_redis)
     persisted = PersistedQueries(config.persisted_queries, shared_redis)
     view = GatewayGraphQL(state, graphiql=config.server.graphiql or config.demo, persisted=persisted)
-    graphql = SecurityGate(view, state, rate_limiter)
+    results = None
+    if config.cache.enabled and config.cache.responses:
+        results = ResultCache([c.upstream.breaker for c in state.clients.values()],
+                              max_entries=config.cache.max_entries, max_bytes=config.cache.responses_max_bytes)
+    graphql = SecurityGate(view, state, rate_limiter, results)
     # Observability: per-app Prometheus registry (also attached to every Upstream); tracing if configured.
-    view.metrics = metrics = GatewayMetrics.attach(state.clients)
+    view.metrics = graphql.metrics = metrics = GatewayMetrics.attach(state.clients)
     tracing.configure(config.observability.otlp_endpoint, config.observability.service_name)
 
     async def health(request: Request) -> JSONResponse:

@@ -61,6 +61,10 @@ class GatewayMetrics:
             "balance_gateway_cache_requests_total",
             "Upstream reads by cache outcome: hit (fresh enough), miss (read live), stale (upstream failed, "
             "last good answer served).", ["source", "result"], registry=r)
+        self.response_cache_total = Counter(
+            "balance_gateway_response_cache_total",
+            "Whole responses (gateway/result_cache.py): hit (a kept answer sent again), stored (kept for "
+            "reuse), miss (run and not kept).", ["result"], registry=r)
         self.graphql_errors = Counter(
             "balance_gateway_graphql_errors_total", "Errors returned in GraphQL responses, by extensions.code.",
             ["code"], registry=r)
@@ -97,6 +101,9 @@ class GatewayMetrics:
         self.cache_requests.labels(source.value, result).inc()
 
     # -- recorded by the app --------------------------------------------------------
+    def response_cache(self, result: str) -> None:
+        self.response_cache_total.labels(result).inc()
+
     def count_graphql_errors(self, errors: Iterable[dict[str, Any]]) -> None:
         for error in errors:
             code = (error.get("extensions") or {}).get("code")

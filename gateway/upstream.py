@@ -28,6 +28,7 @@ from gateway.config import SourceConfig
 from gateway.errors import UpstreamCode, UpstreamError
 from gateway.records import Source, SourceFetch, SourceState, SourceWarning
 from gateway.resilience import CircuitBreaker, ConcurrencyLimiter, Deadline, RetryBudget, RetryPolicy
+from gateway.result_cache import CURRENT_LEDGER, Dependency
 
 log = logging.getLogger("gateway.upstream")
 
@@ -94,11 +95,15 @@ class Upstream:
         if remembered is None:
             return None
         fetch, oldest = remembered
-        if time.time() - oldest > self._fresh_for(options):
+        expires = oldest + self._fresh_for(options)
+        if time.time() > expires:
             del self.normalized[identity]
             return None     # expired: the page path decides (refetch, or stale on failure)
         self.normalized.move_to_end(identity)
         self._count_cache("hit")
+        ledger = CURRENT_LEDGER.get()
+        if ledger is not None:   # the response may be reused while this entry stands (result_cache.py)
+            ledger.deps.append(Dependency(self, identity, fetch, expires))
         # Consumers never mutate records or lists of a fetch, so sharing them is safe.
         return replace(fetch, from_cache=True, upstream_calls=0, warnings=list(fetch.warnings), cache_writes=[])
 
@@ -114,6 +119,9 @@ class Upstream:
     # -- the entry point ------------------------------------------------------
     async def get(self, fetch: SourceFetch, url: str, params: Any, headers: Mapping[str, str] | None) -> LiveResponse:
         options = CURRENT_OPTIONS.get()
+        ledger = CURRENT_LEDGER.get()
+        if ledger is not None:
+            ledger.other_reads = True
         params_list = _param_list(params)
         credential = "\n".join(f"{k.lower()}:{v}" for k, v in sorted((headers or {}).items()))
         key = cache_key(self.source.value, url, params_list, credential)
@@ -170,6 +178,9 @@ class Upstream:
     def _from_cache(self, fetch: SourceFetch, cached: CachedResponse) -> LiveResponse:
         fetch.from_cache = True
         return LiveResponse(status=cached.status, body=cached.body, fetched_at=cached.fetched_at, from_cache=True)
+
+    def count_cache_hit(self) -> None:
+        self._count_cache("hit")
 
     def _count_cache(self, result: str) -> None:
         if self.cache is not None:   # no cache configured: nothing to count
