@@ -9,6 +9,7 @@ from strawberry.schema.config import StrawberryConfig
 
 from gateway.operation_limits import OperationLimits
 from schema import scalars
+from schema.execution import GatewayExecutionContext
 from schema.query import Query
 from schema.types import Account, Holding, Token, Wallet
 
@@ -32,6 +33,7 @@ def build_schema() -> strawberry.Schema:
         # Factories, not instances: per-request extension objects, shared module-level LRU caches.
         extensions=[lambda: ParserCache(maxsize=512), lambda: ValidationCache(maxsize=512), OperationLimits],
         config=StrawberryConfig(auto_camel_case=True, scalar_map=scalars.SCALAR_MAP),
+        execution_context_class=GatewayExecutionContext,   # plain leaf fields read directly
     )
 
 
