@@ -1,27 +1,32 @@
 """A faster path through graphql-core for the fields most of a response is made of.
 
-Most output values are leaves read straight off a record (`amount`, `symbol`, `state`):
+Most output values are read straight off a record (`amount`, `symbol`, `token`):
 strawberry fields without a resolver, whose value is `getattr(source, python_name)`.
 graphql-core still builds a ResolveInfo, checks for arguments, calls strawberry's
-wrapper, tests for an awaitable and walks `complete_value` for each of them: about 5 µs
-a value, most of a deep query's CPU. Here such a field is read and coerced directly.
+wrapper and tests for an awaitable for each of them, and walks `complete_value` for
+leaves: about 5 µs a value, most of a deep query's CPU. Here a leaf is read and coerced
+directly, and an object or list is read directly and completed by graphql-core.
 
-Only the happy path is taken here. Anything else — no such attribute, an exception, a
-null for a non-null field, a value the scalar refuses — goes through graphql-core
-unchanged, so errors, null propagation and their locations are exactly graphql-core's.
+Only the happy path is taken here. A leaf that is missing, raises, is null where it may
+not be, or is refused by its scalar goes through graphql-core unchanged, so errors, null
+propagation and their locations are exactly graphql-core's; an object or list is
+completed by graphql-core's own `complete_value` with its own error handling.
 """
 from __future__ import annotations
 
 from typing import Any
 
 from graphql import GraphQLNonNull, GraphQLObjectType, is_leaf_type
+from graphql.execution.executor import to_nodes
 from graphql.pyutils import Undefined
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.schema.schema_converter import GraphQLCoreConverter
 
-# (parent type, field name) -> (python attribute, leaf type, nullable), or None: not a plain leaf.
-_Plan = tuple[str, Any, bool] | None
+# (parent type, field name) -> (python attribute, field type, leaf type or None, nullable),
+# or None: not a plain field (it has a resolver, arguments or extensions).
+_Plan = tuple[str, Any, Any, bool] | None
 _PLANS: dict[tuple[str, str], _Plan] = {}
+_SLOW = object()   # take graphql-core's own path
 
 
 def _plan(parent_type: GraphQLObjectType, field_name: str) -> _Plan:
@@ -36,9 +41,8 @@ def _plan(parent_type: GraphQLObjectType, field_name: str) -> _Plan:
     if field_def is not None and strawberry_field is not None and not field_def.args \
             and getattr(field_def.resolve, "_is_default", False) and not strawberry_field.extensions:
         nullable = not isinstance(field_def.type, GraphQLNonNull)
-        leaf = field_def.type if nullable else field_def.type.of_type
-        if is_leaf_type(leaf):
-            plan = (strawberry_field.python_name, leaf, nullable)
+        inner = field_def.type if nullable else field_def.type.of_type
+        plan = (strawberry_field.python_name, field_def, inner if is_leaf_type(inner) else None, nullable)
     _PLANS[key] = plan
     return plan
 
@@ -55,16 +59,41 @@ class GatewayExecutionContext(StrawberryGraphQLCoreExecutionContext):
                       path: Any, position_context: Any) -> Any:
         plan = _plan(parent_type, field_details_list[0].node.name.value)
         if plan is not None and self.plain_fields_direct:
-            attr, leaf, nullable = plan
+            attr, field_def, leaf, nullable = plan
+            value: Any = _SLOW
             try:
                 value = getattr(source, attr)
                 if value is None:
                     if nullable:
                         return None
-                else:
+                    value = _SLOW
+                elif leaf is not None:
                     coerced = leaf.coerce_output_value(value)
                     if coerced is not None and coerced is not Undefined:
                         return coerced
+                    value = _SLOW
             except Exception:   # graphql-core reports it, with the path
-                pass
+                value = _SLOW
+            if value is not _SLOW and not self.is_awaitable(value):   # an object or a list: graphql-core completes it
+                return self._complete_plain(field_def, parent_type, field_details_list, path, position_context, value)
         return super().execute_field(parent_type, source, field_details_list, path, position_context)
+
+    def _complete_plain(self, field_def: Any, parent_type: GraphQLObjectType, field_details_list: Any,
+                        path: Any, position_context: Any, value: Any) -> Any:
+        """graphql-core's execute_field after the resolver has returned `value` (not awaitable)."""
+        return_type = field_def.type
+        info = self.build_resolve_info(field_def, to_nodes(field_details_list), parent_type, path)
+        try:
+            completed = self.complete_value(return_type, field_details_list, info, path, value, position_context)
+            if self.is_awaitable(completed):
+                async def await_completed() -> Any:
+                    try:
+                        return await completed
+                    except Exception as raw_error:
+                        self.handle_field_error(raw_error, return_type, field_details_list, path)
+                        return None
+                return await_completed()
+            return completed
+        except Exception as raw_error:
+            self.handle_field_error(raw_error, return_type, field_details_list, path)
+            return None
