@@ -8,19 +8,23 @@ identities), plus history pages.
 """
 from __future__ import annotations
 
+import asyncio
 import math
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, AsyncIterator, Iterator
 
 from graphql import (ExecutionResult, FieldNode, FragmentDefinitionNode, FragmentSpreadNode, GraphQLError,
                      InlineFragmentNode, OperationDefinitionNode, SelectionSetNode, value_from_ast_untyped)
 from strawberry.extensions import SchemaExtension
 
 from gateway import ids
+from resolvers.fields import read_early
 
-# Fields whose resolution reads an account's upstream data.
-DATA_FIELDS = frozenset({"wallets", "holdings", "positions", "totalValue", "sources", "balanceHistory"})
+# Fields whose resolution reads an account's upstream data; all but history need its view.
+VIEW_FIELDS = frozenset({"wallets", "holdings", "positions", "totalValue", "sources"})
+DATA_FIELDS = VIEW_FIELDS | {"balanceHistory"}
 HISTORY_PAGE = 100
+EARLY_READ_TURNS = 6
 
 
 @dataclass
@@ -31,6 +35,8 @@ class Shape:
     introspection: bool = False
     # root field -> (name, arguments, whether its subtree reads upstream data, history page counts)
     roots: list[tuple[str, dict[str, Any], bool, list[int]]] = field(default_factory=list)
+    # root field -> whether its subtree needs an account's view (resolvers.fields.read_early)
+    needs_view: list[bool] = field(default_factory=list)
 
 
 def measure(document: Any, operation_name: str | None, variables: dict[str, Any] | None) -> Shape | None:
@@ -54,7 +60,7 @@ def measure(document: Any, operation_name: str | None, variables: dict[str, Any]
                 if fragment:
                     yield from fields(fragment.selection_set, seen | {selection.name.value})
 
-    def walk(node: FieldNode, level: int, seen: frozenset[str], history: list[int]) -> bool:
+    def walk(node: FieldNode, level: int, seen: frozenset[str], history: list[int], view: list[bool]) -> bool:
         shape.depth = max(shape.depth, level)
         shape.aliases += node.alias is not None
         name = node.name.value
@@ -64,11 +70,13 @@ def measure(document: Any, operation_name: str | None, variables: dict[str, Any]
             shape.introspection = True
             return False
         reads = name in DATA_FIELDS
+        if name in VIEW_FIELDS:
+            view[0] = True
         if name == "balanceHistory":
             first = _argument(node, "first", variables)
             history.append(math.ceil((first if isinstance(first, int) and first > 0 else 50) / HISTORY_PAGE))
         for child in fields(node.selection_set, seen):
-            reads |= walk(child, level + 1, seen, history)
+            reads |= walk(child, level + 1, seen, history, view)
         return reads
 
     for root in fields(operations[0].selection_set, frozenset()):
@@ -76,9 +84,11 @@ def measure(document: Any, operation_name: str | None, variables: dict[str, Any]
             continue
         shape.root_fields += 1
         history: list[int] = []
-        reads = walk(root, 1, frozenset(), history)
+        view = [False]
+        reads = walk(root, 1, frozenset(), history, view)
         args = {a.name.value: value_from_ast_untyped(a.value, variables) for a in root.arguments or ()}
         shape.roots.append((root.name.value, args, reads, history))
+        shape.needs_view.append(view[0])
     return shape
 
 
@@ -145,13 +155,23 @@ class OperationLimits(SchemaExtension):
             self.execution_context.parse_options["max_tokens"] = limits.max_tokens
         yield
 
-    def on_execute(self) -> Iterator[None]:
+    async def on_execute(self) -> AsyncIterator[None]:
         ec = self.execution_context
         limits = self._limits()
         if limits is not None and ec.graphql_document is not None and not ec.result:
+            self.shape: Shape | None = None
             verdict = self._check(limits, ec)
+            shape = self.shape
             if verdict is not None:
                 ec.result = verdict    # strawberry then skips execution entirely
+            elif shape is not None and read_early(ec.context, [(name, args, view) for (name, args, _, _), view
+                                                                in zip(shape.roots, shape.needs_view)]):
+                # Admitted, and it needs the caller's account: let the reads go out before
+                # graphql-core's first pass. Loop turns until they have: the view task asks
+                # the loaders (1), aiodataloader schedules and runs its dispatch (2-4), the
+                # fetches send their requests (5-6). More turns than that only delay this request.
+                for _ in range(EARLY_READ_TURNS):
+                    await asyncio.sleep(0)
         yield
 
     def _limits(self) -> Any:
@@ -165,7 +185,7 @@ class OperationLimits(SchemaExtension):
             # The spec requires a name to choose; strawberry would silently run the first.
             return _reject("GRAPHQL_VALIDATION_FAILED",
                            "Must provide operation name if query contains multiple operations.")
-        shape = measure(ec.graphql_document, ec.operation_name, ec.variables)
+        shape = self.shape = measure(ec.graphql_document, ec.operation_name, ec.variables)
         if shape is None:
             return None
         config = ctx.state.config

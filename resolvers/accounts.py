@@ -78,10 +78,15 @@ class AccountView:
 
 async def account_view(ctx: RequestContext, account: AccountConfig) -> AccountView:
     """Built once per account per request, however many fields ask for it."""
+    return await start_view(ctx, account)
+
+
+def start_view(ctx: RequestContext, account: AccountConfig) -> asyncio.Future[AccountView]:
+    """The account's view being built: its upstream reads start now if they have not yet."""
     pending = ctx.views.get(account.id)
     if pending is None:
         pending = ctx.views[account.id] = asyncio.ensure_future(_build_view(ctx, account))
-    return await pending
+    return pending
 
 
 async def _build_view(ctx: RequestContext, account: AccountConfig) -> AccountView:

@@ -10,7 +10,7 @@ from gateway.records import Asset, HoldingRecord, Source, SourceFetch, Token, Wa
 from gateway.registry import token_key
 from resolvers import calico_window
 from gateway.config import AccountConfig
-from resolvers.accounts import AccountRef, AccountView, account_view, authorize
+from resolvers.accounts import AccountRef, AccountView, account_view, authorize, start_view
 from resolvers.context import RequestContext
 from resolvers.errors import client_error
 from resolvers.holdings import order, select, selection, value_total
@@ -34,6 +34,23 @@ def viewer(ctx: RequestContext, max_age: int | None = None, refresh: bool = Fals
         return None
     ctx.ask(ctx.caller.id, _freshness(max_age), refresh)
     return AccountRef(id=ctx.caller.id, config=ctx.caller)
+
+
+def read_early(ctx: RequestContext, roots: list[tuple[str, dict[str, Any], bool]]) -> bool:
+    """Start reading the caller's account before execution reaches it, when the operation
+    is only `viewer` roots and one of them needs the account's data: the upstream calls
+    then overlap graphql-core's first pass over the selection (about 0.6 ms of a deep
+    query) instead of following it. Same options as the first viewer root will ask for;
+    anything unusual (other roots, arguments that will fail) is left to execution."""
+    if ctx.caller is None or not roots or any(name != "viewer" for name, _, _ in roots) \
+            or not any(needs_view for _, _, needs_view in roots):
+        return False
+    args = roots[0][1]
+    max_age, refresh = args.get("maxAge"), args.get("refresh", False)
+    if not (max_age is None or (type(max_age) is int and max_age >= 0)) or type(refresh) is not bool:
+        return False
+    ctx.ask(ctx.caller.id, _freshness(max_age), refresh)
+    return not start_view(ctx, ctx.caller).done()
 
 
 def account(ctx: RequestContext, account_id: str, max_age: int | None = None, refresh: bool = False) -> AccountRef:
