@@ -39,6 +39,7 @@ from gateway.ratelimit import RateLimiter
 from gateway.registry import TokenRegistry
 from gateway.resilience import BreakerState, Deadline
 from gateway.result_cache import CURRENT_LEDGER, ResultCache
+from gateway.reuse import ResponseReuse
 from gateway.sources import build_clients
 from gateway.upstream import CURRENT_OPTIONS, FetchOptions
 from resolvers.context import GatewayState, RequestContext
@@ -214,9 +215,10 @@ def create_app(config: GatewayConfig, *, extra_routes: list[BaseRoute] | None = 
     if config.cache.enabled and config.cache.responses:
         results = ResultCache([c.upstream.breaker for c in state.clients.values()],
                               max_entries=config.cache.max_entries, max_bytes=config.cache.responses_max_bytes)
-    graphql = SecurityGate(view, state, rate_limiter, results)
+    reuse = ResponseReuse(view, results, coalesce=config.server.coalesce_identical)
+    graphql = SecurityGate(view, state, rate_limiter, reuse)
     # Observability: per-app Prometheus registry (also attached to every Upstream); tracing if configured.
-    view.metrics = graphql.metrics = metrics = GatewayMetrics.attach(state.clients)
+    view.metrics = reuse.metrics = metrics = GatewayMetrics.attach(state.clients)
     tracing.configure(config.observability.otlp_endpoint, config.observability.service_name)
 
     async def health(request: Request) -> JSONResponse:

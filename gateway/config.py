@@ -39,6 +39,8 @@ class ServerConfig(_Model):
     csrf_prevention: bool = True
     csrf_required_headers: list[str] = ["x-apollo-operation-name", "apollo-require-preflight",
                                         "authorization", "x-api-key"]
+    # A request identical to one still running waits for that one's answer (gateway/reuse.py).
+    coalesce_identical: bool = True
 
 
 class LimitsConfig(_Model):

@@ -1,8 +1,8 @@
 """The gate in front of /graphql: everything decided before GraphQL is parsed.
 
 In order: request id → GraphiQL page (public) → body size → CSRF prevention → who is
-calling (API key or JWT) → per-client rate limit → a kept response, if this very request
-may be answered again (gateway/result_cache.py). Each refusal is a GraphQL-shaped JSON
+calling (API key or JWT) → per-client rate limit → another identical request's response,
+if one may be reused (gateway/reuse.py). Each refusal is a GraphQL-shaped JSON
 error with `extensions.code` and the right HTTP status; nothing here touches upstreams.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ from gateway.auth import Authenticator, AuthError, presented_credential
 from gateway.errors import ClientCode
 from gateway.logging_setup import REQUEST_ID
 from gateway.ratelimit import RateLimiter, retry_after_header
-from gateway.result_cache import CURRENT_LEDGER, ReadLedger, ResultCache
+from gateway.reuse import ResponseReuse
 from resolvers.context import GatewayState
 
 # Content types a browser may send cross-site without a CORS preflight.
@@ -40,13 +40,12 @@ class BodyTooLarge(Exception):
 
 
 class SecurityGate:
-    def __init__(self, app: Any, state: GatewayState, rate_limiter: RateLimiter, results: ResultCache | None = None):
+    def __init__(self, app: Any, state: GatewayState, rate_limiter: RateLimiter, reuse: ResponseReuse | None = None):
         self.app = app
         self.state = state
         self.auth = Authenticator(state)
         self.rate_limiter = rate_limiter
-        self.results = results
-        self.metrics: Any = None   # the app's GatewayMetrics, set by create_app
+        self.reuse = reuse
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -68,37 +67,17 @@ class SecurityGate:
         scope["state"]["is_admin"] = caller.is_admin
         limit = self.state.config.limits.max_body_bytes
         try:
-            if self.results is None or scope["method"] not in ("GET", "POST"):
+            if self.reuse is None or not self.reuse.enabled or scope["method"] not in ("GET", "POST"):
                 await self.app(scope, _capped(receive, limit), send)
             else:
-                await self._answer_or_keep(scope, request, caller, await _read_body(receive, limit)
-                                           if scope["method"] == "POST" else b"", receive, send)
+                body = await _read_body(receive, limit) if scope["method"] == "POST" else b""
+                headers = request.headers
+                # What makes two requests the same request (gateway/reuse.py).
+                key = (caller.account.id if caller.account is not None else None, caller.is_admin, scope["method"],
+                       scope["query_string"], body, headers.get("content-type"), headers.get("accept"))
+                await self.reuse(scope, receive, send, key, body)
         except BodyTooLarge:
             await self._too_large()(scope, receive, send)
-
-    async def _answer_or_keep(self, scope: dict, request: Request, caller: Any, body: bytes,
-                              receive: Any, send: Any) -> None:
-        """Send a kept response for this exact request if it is still valid; otherwise run
-        the request, and keep its response if it came wholly from memoised reads."""
-        assert self.results is not None
-        headers = request.headers
-        key = (caller.account.id if caller.account is not None else None, caller.is_admin, scope["method"],
-               scope["query_string"], body, headers.get("content-type"), headers.get("accept"))
-        stored = self.results.lookup(key)
-        if stored is not None:
-            self.metrics.response_cache("hit")
-            await send({"type": "http.response.start", "status": 200, "headers": list(stored.headers)})
-            await send({"type": "http.response.body", "body": stored.body})
-            return
-        ledger = ReadLedger()
-        CURRENT_LEDGER.set(ledger)
-        captured = _Captured(send)
-        await self.app(scope, _replay(body, receive), captured)
-        if captured.status == 200 and captured.complete and scope["state"].get("clean_result") \
-                and self.results.store(key, ledger, captured.headers, b"".join(captured.body)):
-            self.metrics.response_cache("stored")
-        else:
-            self.metrics.response_cache("miss")
 
     async def _admit(self, request: Request) -> tuple[Response | None, Any]:
         config = self.state.config
@@ -154,40 +133,6 @@ async def _read_body(receive: Any, limit: int) -> bytes:
         if not message.get("more_body", False):
             break
     return b"".join(chunks)
-
-
-def _replay(body: bytes, receive: Any) -> Any:
-    """A receive() that hands over the body already read, then defers to the real one."""
-    pending = True
-
-    async def wrapped() -> dict:
-        nonlocal pending
-        if pending:
-            pending = False
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-    return wrapped
-
-
-class _Captured:
-    """A send() that passes everything on and remembers the response (status, headers, body)."""
-    __slots__ = ("send", "status", "headers", "body", "complete")
-
-    def __init__(self, send: Any):
-        self.send = send
-        self.status = 0
-        self.headers: list[tuple[bytes, bytes]] = []
-        self.body: list[bytes] = []
-        self.complete = False
-
-    async def __call__(self, message: dict) -> None:
-        if message["type"] == "http.response.start":
-            self.status = message["status"]
-            self.headers = list(message.get("headers", []))   # before the request id is added to them
-        elif message["type"] == "http.response.body":
-            self.body.append(message.get("body", b""))
-            self.complete = not message.get("more_body", False)
-        await self.send(message)
 
 
 def _capped(receive: Any, limit: int) -> Any:

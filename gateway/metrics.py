@@ -63,8 +63,9 @@ class GatewayMetrics:
             "last good answer served).", ["source", "result"], registry=r)
         self.response_cache_total = Counter(
             "balance_gateway_response_cache_total",
-            "Whole responses (gateway/result_cache.py): hit (a kept answer sent again), stored (kept for "
-            "reuse), miss (run and not kept).", ["result"], registry=r)
+            "Whole responses (gateway/reuse.py): hit (a kept answer sent again), coalesced (the answer of an "
+            "identical request running at the same time), stored (run and kept), miss (run, not kept).",
+            ["result"], registry=r)
         self.graphql_errors = Counter(
             "balance_gateway_graphql_errors_total", "Errors returned in GraphQL responses, by extensions.code.",
             ["code"], registry=r)

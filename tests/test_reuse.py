@@ -1,13 +1,16 @@
-"""Kept whole responses (gateway/result_cache.py, used by gateway/gate.py), over real HTTP.
+"""Answering a request with another's response (gateway/reuse.py, gateway/result_cache.py),
+over real HTTP.
 
 A kept answer is only ever the answer the request would get anyway: these tests change
 each thing it depends on (the memo entries behind it, their age, a breaker, the caller,
 the Accept header) and check that the next answer follows, and that what must never be
-kept (errors, history, APQ registrations) is not.
+kept (errors, history, APQ registrations) is not. Coalescing: identical requests running
+at the same time execute once; different callers, or a first answer with errors, do not share.
 """
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 from collections import OrderedDict
 
@@ -15,6 +18,7 @@ import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.records import Source
+from gateway.simulators.control import Fault
 from gateway.result_cache import Dependency, ReadLedger, ResultCache
 from gateway.simulators.world import gateway_key
 from tests.conftest import GraphQLClient
@@ -35,7 +39,7 @@ def samples(client: GraphQLClient) -> dict[tuple, float]:
 def kept(client: GraphQLClient) -> dict[str, float]:
     found = samples(client)
     return {r: found.get(("balance_gateway_response_cache_total", (("result", r),)), 0.0)
-            for r in ("hit", "stored", "miss")}
+            for r in ("hit", "stored", "miss", "coalesced")}
 
 
 def source_hits(client: GraphQLClient) -> float:
@@ -59,7 +63,7 @@ def test_an_identical_request_from_memoised_reads_gets_the_kept_answer():
         made = calls(world)
         hits_before = source_hits(client)
         third = client.post(STATUS)                       # answered with the kept bytes
-        assert kept(client) == {"hit": 1, "stored": 1, "miss": 1}
+        assert kept(client) == {"hit": 1, "stored": 1, "miss": 1, "coalesced": 0}
         assert calls(world) == made
         assert third.content == second.content and third.json() != first.json()   # fromCache differs from the first
         assert all(s["fromCache"] and s["upstreamCalls"] == 0 for s in by_source(third.json()).values())
@@ -141,7 +145,7 @@ def test_errors_history_and_apq_registrations_are_never_kept():
             response = client.http.post("/graphql", content=orjson.dumps(apq),
                                         headers={"authorization": "Bearer demo-key", "content-type": "application/json"})
             assert response.json() == {"data": {"viewer": {"id": "demo"}}}
-        assert kept(client) == {"hit": 0, "stored": 0, "miss": 10}
+        assert kept(client) == {"hit": 0, "stored": 0, "miss": 10, "coalesced": 0}
 
 
 def test_rate_limits_still_apply_to_kept_answers():
@@ -149,6 +153,56 @@ def test_rate_limits_still_apply_to_kept_answers():
         codes = [client.post("{ viewer { id } }").status_code for _ in range(6)]
         assert codes == [200, 200, 200, 200, 429, 429]
         assert kept(client)["hit"] == 3
+
+
+def _at_once(client: GraphQLClient, keys: list[str], query: str = STATUS) -> list:
+    """Send one request per key, all at the same time; the responses in order."""
+    out: list = [None] * len(keys)
+    barrier = threading.Barrier(len(keys))
+
+    def send(i: int) -> None:
+        barrier.wait()
+        out[i] = client.post(query, key=keys[i])
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(len(keys))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return out
+
+
+def test_identical_requests_running_together_execute_once():
+    with stack(cache={"enabled": False}) as (world, client, _):
+        client.post(STATUS)
+        once = calls(world)
+        for control in world.controls.values():
+            control.latency_s = 0.3
+        responses = _at_once(client, ["demo-key"] * 8)
+        assert all(r.status_code == 200 and "errors" not in r.json() for r in responses)
+        assert len({r.content for r in responses}) == 1                 # one answer, sent eight times
+        assert calls(world) == 2 * once                                  # one request's upstream reads
+        assert kept(client)["coalesced"] >= 6                            # (a late thread may run alone)
+        assert len({r.headers["x-request-id"] for r in responses}) == 8
+
+
+def test_coalescing_never_crosses_callers_or_shares_errors():
+    with stack(accounts=1, cache={"enabled": False}) as (world, client, _):
+        other = gateway_key(next(a for a in world.accounts if a != "demo"))
+        for control in world.controls.values():
+            control.latency_s = 0.3
+        mixed = _at_once(client, ["demo-key", other] * 3, "{ viewer { id holdings(first: 5) { totalCount } } }")
+        assert [r.json()["data"]["viewer"]["id"] for r in mixed] == ["demo", other.removesuffix("-key")] * 3
+        assert kept(client)["coalesced"] >= 2        # demo with demo, other with other, never across
+        before = kept(client)["coalesced"]
+        world.controls[Source.COBO].add_fault(Fault(kind="status", status=503))
+        failing = _at_once(client, ["demo-key"] * 4)
+        assert all(r.json()["errors"][0]["extensions"]["code"].startswith("UPSTREAM_") for r in failing)
+        assert kept(client)["coalesced"] == before   # an answer with errors is not shared
+    with stack(cache={"enabled": False}, server={"coalesce_identical": False}) as (world, client, _):
+        for control in world.controls.values():
+            control.latency_s = 0.2
+        _at_once(client, ["demo-key"] * 4)
+        assert kept(client)["coalesced"] == 0
 
 
 class _Breaker:
