@@ -134,6 +134,29 @@ def test_two_accounts_in_one_request_fetch_each_identity_once(client, demo_world
     assert upstream_counts(demo_world) == expected
 
 
+def test_reads_start_early_only_when_the_operation_needs_the_account(client, demo_world):
+    # gateway/operation_limits.py + resolvers/fields.read_early: what execution would read, no more.
+    no_reads = ["{ viewer { id } }", "{ __typename viewer { id } }",
+                "query($a: Int) { viewer(maxAge: $a) { id totalValue { complete } } }",   # $a = -1: refused
+                "{ viewer { id } viewerAgain: viewer { id } }"]
+    for query, variables in zip(no_reads, [None, None, {"a": -1}, None]):
+        body = client.query(query, variables)
+        assert set(upstream_counts(demo_world).values()) == {0}, (query, body)
+    assert client.query(no_reads[2], {"a": -1})["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+    history = client.query("{ viewer { balanceHistory(first: 3) { totalCount } } }")
+    assert "errors" not in history
+    counts = upstream_counts(demo_world)
+    assert counts[Source.CRYPTOFUSE] >= 1 and counts[Source.COBO] == counts[Source.DALP] == 0   # history only
+    for control in demo_world.controls.values():
+        control.reset()
+    # With the early read, a query asking `refresh` on its first viewer root still gets the
+    # options it asked for, and each identity is read once.
+    body = client.query("{ viewer(maxAge: 5) { sources { source upstreamCalls } } "
+                        "other: viewer(refresh: true) { totalValue { complete } } }")
+    assert "errors" not in body
+    assert upstream_counts(demo_world) == {Source(s["source"]): s["upstreamCalls"] for s in body["data"]["viewer"]["sources"]}
+
+
 def test_sources_are_fetched_concurrently(client, demo_world):
     latency = 0.3
     for control in demo_world.controls.values():
