@@ -298,11 +298,9 @@ def phase_fanout(b: Bench) -> None:
 
 # --------------------------------------------------------------------------- 3. large account
 
-def phase_large(b: Bench) -> None:
-    gw, sims = b.gateways["large"], b.sims
-    sims.latency(0.0)
-    sims.replay(False)
-    key = gateway_key(LARGE)
+def large_run(b: Bench, gw: Gateway) -> dict[str, Any]:
+    """One deep query that reads the upstreams, then sequential ones answered from the cache."""
+    sims, key = b.sims, gateway_key(LARGE)
     rss_start = memory_kib(gw.pid, "VmRSS")
     hits: list[float] = []
     with httpx.Client(base_url=gw.url, timeout=60) as client:
@@ -310,10 +308,6 @@ def phase_large(b: Bench) -> None:
         t0, t1, body = post(client, DEEP, key)
         miss_ms = (t1 - t0) * 1000
         miss_calls = len(sims.calls(clear=True))
-        account = accounts_of(body)[0]
-        holdings = account["holdings"]["totalCount"]
-        wallets = len(account["wallets"])
-        size_kib = len(json.dumps(body)) / 1024
         deadline = time.monotonic() + b.args.large_seconds
         hit_cached = True
         while len(hits) < b.args.large_requests and time.monotonic() < deadline:
@@ -321,24 +315,49 @@ def phase_large(b: Bench) -> None:
             hits.append((t1 - t0) * 1000)
             hit_cached &= all(s["fromCache"] for s in accounts_of(hit)[0]["sources"] if s["state"] != "NOT_CONFIGURED")
         hit_calls = len(sims.calls(clear=True))
-    hwm = memory_kib(gw.pid, "VmHWM")
+    b.check(hit_calls == 0 and hit_cached, f"large account ({gw.name}): cached requests made {hit_calls} upstream calls")
+    return {"body": body, "miss_ms": miss_ms, "miss_calls": miss_calls, "hits": hits, "rss_start": rss_start,
+            "hwm": memory_kib(gw.pid, "VmHWM")}
+
+
+def phase_large(b: Bench) -> None:
+    b.sims.latency(0.0)
+    b.sims.replay(False)
+    kept, memo = large_run(b, b.gateways["large"]), large_run(b, b.gateways["large-memo"])
+    account = accounts_of(kept["body"])[0]
+    holdings = account["holdings"]["totalCount"]
+    wallets = len(account["wallets"])
+    size_kib = len(json.dumps(kept["body"])) / 1024
     states = {s["source"]: s["state"] for s in account["sources"]}
-    b.check(hit_calls == 0 and hit_cached, f"large account: cached requests made {hit_calls} upstream calls")
     b.check(all(v in ("OK", "PARTIAL") for v in states.values()), f"large account: source states {states}")
+    b.check(accounts_of(memo["body"])[0]["holdings"] == account["holdings"],
+            "large account: both gateways answer the same holdings")
 
     heading("3. Large account from cache",
             f"Account `{LARGE}`: {holdings} holdings in {wallets} wallets (Calico 100 = its one-call maximum; "
             f"~470 at each other source).\nDeep `viewer` query, holdings(first: 200); response "
-            f"{size_kib:.0f} KiB. First request reads the upstreams ({miss_calls} calls); then {len(hits)} "
-            f"sequential requests from the gateway's cache\n(upstream bodies cached; parsing, normalizing, "
-            f"valuing and serializing happen per request). Memory: the gateway process's RSS (VmRSS / VmHWM).")
-    p50, p99 = percentile(hits, 0.5), percentile(hits, 0.99)
-    table(["case", "n", "p50 ms", "p99 ms", "max ms"],
-          [["miss (upstreams read)", 1, miss_ms, miss_ms, miss_ms], ["hit (from cache)", len(hits), p50, p99, max(hits)]])
-    print(f"\n  source states: {states}\n  RSS at start {rss_start / 1024:.0f} MiB, peak {hwm / 1024:.0f} MiB")
+            f"{size_kib:.0f} KiB. First request reads the upstreams ({kept['miss_calls']} calls); then "
+            f"{len(kept['hits'])} sequential identical requests from the cache.\n"
+            f"`large` (default config) answers them with its kept response (gateway/result_cache.py); `large-memo` "
+            f"has kept responses off,\nso it executes each one from its memo of normalized reads (valuing, "
+            f"GraphQL execution and serializing every time).\nMemory: each gateway process's RSS (VmRSS / VmHWM).")
+    rows = []
+    for name, run in (("large", kept), ("large-memo", memo)):
+        hits = run["hits"]
+        rows.append([f"{name}: miss (upstreams read)", 1, run["miss_ms"], run["miss_ms"], run["miss_ms"]])
+        rows.append([f"{name}: hit", len(hits), percentile(hits, 0.5), percentile(hits, 0.99), max(hits)])
+    table(["case", "n", "p50 ms", "p99 ms", "max ms"], rows)
+    print(f"\n  source states: {states}")
+    for name, run in (("large", kept), ("large-memo", memo)):
+        print(f"  {name}: RSS at start {run['rss_start'] / 1024:.0f} MiB, peak {run['hwm'] / 1024:.0f} MiB")
+    p50, p99 = percentile(kept["hits"], 0.5), percentile(kept["hits"], 0.99)
+    m50, m99 = percentile(memo["hits"], 0.5), percentile(memo["hits"], 0.99)
     b.row(f"Large account ({holdings} holdings), deep query from cache", "p50 < 150 ms",
-          f"p50 {p50:.0f} ms, p99 {p99:.0f} ms (miss {miss_ms:.0f} ms)", p50 < 150)
-    b.row("Large account: gateway peak RSS", "report", f"{hwm / 1024:.0f} MiB (at start {rss_start / 1024:.0f} MiB)", None)
+          f"p50 {p50:.0f} ms, p99 {p99:.0f} ms (miss {kept['miss_ms']:.0f} ms); executed from the memo "
+          f"(kept responses off): p50 {m50:.0f} ms, p99 {m99:.0f} ms", p50 < 150 and m50 < 150)
+    b.row("Large account: gateway peak RSS", "report",
+          f"{kept['hwm'] / 1024:.0f} MiB (at start {kept['rss_start'] / 1024:.0f} MiB); "
+          f"memo only {memo['hwm'] / 1024:.0f} MiB", None)
 
 
 # --------------------------------------------------------------------------- 4. throughput
@@ -390,6 +409,7 @@ def phase_throughput(b: Bench) -> None:
     workers = [1] + ([2] if "cache-w2" in b.gateways else [])
     for w in workers:
         warm_cache(b.gateways["cache" if w == 1 else "cache-w2"].url, keys)
+    warm_cache(b.gateways["cache-memo"].url, keys)
 
     # The ceiling answers with the small query's own response body.
     with httpx.Client(base_url=b.gateways["cache"].url, timeout=30) as client:
@@ -409,13 +429,18 @@ def phase_throughput(b: Bench) -> None:
                     gw = b.gateways[("cache" if cached else "nocache") + suffix]
                     label = f"{query_name}, {'cached' if cached else 'uncached'}, {w} worker{'s' * (w > 1)}"
                     results[label] = load(b, label, gw, query, keys, c)
+                if w == 1:
+                    label = f"{query_name}, cached, memo only, 1 worker"
+                    results[label] = load(b, label, b.gateways["cache-memo"], query, keys, c)
     finally:
         ceiling.stop()
 
     heading("4. Throughput",
             f"wrk -t1 -c{c} -d{b.args.duration:g}s (after a {b.args.warmup:g} s warm-up run), POST /graphql, "
             f"keys rotating over {len(keys)} accounts (so uncached requests share no upstream read).\n"
-            f"cached: upstream answers in the gateway's cache (TTL 1 h, warmed first); uncached: cache off, "
+            f"cached: upstream answers in the gateway's cache (TTL 1 h, warmed first), identical requests answered with "
+            f"the kept response;\nmemo only: the same with kept responses off (every request executed from the memo of "
+            f"normalized reads); uncached: cache off, "
             f"simulators answer at once{' (replaying memoized bodies: their CPU is not ours in production)' if not b.args.no_replay else ''}.\n"
             f"ceiling: bare Starlette endpoint returning the small query's response, same uvicorn settings.\n"
             f"CPU columns: CPU time the gateway process(es) spent per request, and the share of one core each\n"
@@ -432,7 +457,10 @@ def phase_throughput(b: Bench) -> None:
         if label == "ceiling":
             continue
         if label == "small, cached, 1 worker":
-            b.row(f"Throughput: {label}", ">= 20% of ceiling", f"{r.rps:.0f} req/s = {share:.0%} of ceiling", share >= 0.2)
+            memo = results["small, cached, memo only, 1 worker"].rps
+            b.row(f"Throughput: {label}", ">= 20% of ceiling",
+                  f"{r.rps:.0f} req/s = {share:.0%} of ceiling (memo only: {memo:.0f} = "
+                  f"{memo / ceiling_rps if ceiling_rps else 0:.0%})", share >= 0.2)
         else:
             b.row(f"Throughput: {label}", "report", f"{r.rps:.0f} req/s (p50 {r.p50_ms:.0f} ms)", None)
     if len(workers) == 1:
@@ -453,7 +481,8 @@ def phase_alternative(b: Bench) -> None:
             f"All balances of one account from all five upstreams in one request; cache off, upstreams answer at once,\n"
             f"wrk -t1 -c32, one gateway process. Reference: Hive Gateway {HIVE_RPS:.0f} req/s, p50 {HIVE_P50_MS:.0f} ms "
             f"on these machines. `rotating`: each request a different account\n(no upstream read shared: the "
-            f"honest comparison); `one account`: every request the same account (concurrent identical reads share one).")
+            f"honest comparison); `one account`: every request the same account, as in the reference: concurrent\n"
+            f"identical requests are coalesced (gateway/reuse.py) and identical upstream reads shared.")
     table(THROUGHPUT_HEADER, [throughput_row("rotating accounts", rotating), throughput_row("one account", same)])
     ratio, ratio_same = rotating.rps / HIVE_RPS, same.rps / HIVE_RPS
     print(f"\n  vs Hive Gateway: rotating {ratio:.2f}x, one account {ratio_same:.2f}x (target >= 2x = {2 * HIVE_RPS:.0f} req/s)")
@@ -464,9 +493,11 @@ def phase_alternative(b: Bench) -> None:
 
 # --------------------------------------------------------------------------- main
 
-def gateway_config(world: World, sims_url: str, *, cache: bool) -> dict[str, Any]:
+def gateway_config(world: World, sims_url: str, *, cache: bool, keep: bool = True) -> dict[str, Any]:
+    """`keep`: whole responses kept for identical requests (gateway/result_cache.py); off, a cached
+    request is still answered from the memo of normalized reads but executed every time."""
     raw = world.config_dict(
-        sims_url, server={"request_deadline_s": 10.0}, cache={"enabled": cache},
+        sims_url, server={"request_deadline_s": 10.0}, cache={"enabled": cache, "responses": keep},
         auth={"admin_keys": [ADMIN_KEY]},
         # The bench is one client at thousands of requests/s: the per-key limit would answer 429.
         limits={"rate_limit_per_s": 1_000_000.0, "rate_limit_burst": 1_000_000})
@@ -508,12 +539,13 @@ def main(argv: list[str] | None = None) -> int:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-perf-")))
         sims = Sims(workdir, args.accounts, large=True)
         stack.callback(sims.stop)
-        configs = {"nocache": (False, 1), "cache": (True, 1), "large": (True, 1)}
+        configs = {"nocache": (False, 1, True), "cache": (True, 1, True), "cache-memo": (True, 1, False),
+                   "large": (True, 1, True), "large-memo": (True, 1, False)}
         if two_workers:
-            configs |= {"nocache-w2": (False, 2), "cache-w2": (True, 2)}
+            configs |= {"nocache-w2": (False, 2, True), "cache-w2": (True, 2, True)}
         gateways: dict[str, Gateway] = {}
-        for name, (cache, workers) in configs.items():   # start all, then wait: startups overlap
-            gateways[name] = gw = Gateway(name, gateway_config(world, sims.url, cache=cache), workdir, workers)
+        for name, (cache, workers, keep) in configs.items():   # start all, then wait: startups overlap
+            gateways[name] = gw = Gateway(name, gateway_config(world, sims.url, cache=cache, keep=keep), workdir, workers)
             stack.callback(gw.stop)
         sims.ready(world_digest(world))
         for gw in gateways.values():
