@@ -218,7 +218,7 @@ def create_app(config: GatewayConfig, *, extra_routes: list[BaseRoute] | None = 
     reuse = ResponseReuse(view, results, coalesce=config.server.coalesce_identical)
     graphql = SecurityGate(view, state, rate_limiter, reuse)
     # Observability: per-app Prometheus registry (also attached to every Upstream); tracing if configured.
-    view.metrics = reuse.metrics = metrics = GatewayMetrics.attach(state.clients)
+    view.metrics = reuse.metrics = graphql.metrics = metrics = GatewayMetrics.attach(state.clients)
     tracing.configure(config.observability.otlp_endpoint, config.observability.service_name)
 
     async def health(request: Request) -> JSONResponse:

@@ -7,6 +7,7 @@ error with `extensions.code` and the right HTTP status; nothing here touches ups
 """
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
@@ -18,6 +19,7 @@ from gateway.auth import Authenticator, AuthError, presented_credential
 from gateway.errors import ClientCode
 from gateway.logging_setup import REQUEST_ID
 from gateway.ratelimit import RateLimiter, retry_after_header
+from gateway.result_cache import CURRENT_LEDGER, ReadLedger
 from gateway.reuse import ResponseReuse
 from resolvers.context import GatewayState
 
@@ -46,11 +48,13 @@ class SecurityGate:
         self.auth = Authenticator(state)
         self.rate_limiter = rate_limiter
         self.reuse = reuse
+        self.metrics: Any = None   # the app's GatewayMetrics, set by create_app (gateway overhead)
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        started = time.perf_counter()
         request = Request(scope)
         request_id = _safe_request_id(request.headers.get("x-request-id"))
         scope.setdefault("state", {})["request_id"] = request_id
@@ -66,6 +70,8 @@ class SecurityGate:
         scope["state"]["caller"] = caller.account
         scope["state"]["is_admin"] = caller.is_admin
         limit = self.state.config.limits.max_body_bytes
+        ledger = ReadLedger()    # filled by every upstream read this request causes
+        CURRENT_LEDGER.set(ledger)
         try:
             if self.reuse is None or not self.reuse.enabled or scope["method"] not in ("GET", "POST"):
                 await self.app(scope, _capped(receive, limit), send)
@@ -78,6 +84,9 @@ class SecurityGate:
                 await self.reuse(scope, receive, send, key, body)
         except BodyTooLarge:
             await self._too_large()(scope, receive, send)
+        finally:
+            if self.metrics is not None:
+                self.metrics.request_overhead(time.perf_counter() - started, ledger.waits)
 
     async def _admit(self, request: Request) -> tuple[Response | None, Any]:
         config = self.state.config

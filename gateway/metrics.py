@@ -28,6 +28,10 @@ if TYPE_CHECKING:  # import cycles: upstream.py imports this module
 # OpenTelemetry's recommended boundaries for http.server/client.request.duration (seconds).
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
 
+# Gateway overhead is milliseconds: finer boundaries where its targets lie (p50 <= 10 ms).
+OVERHEAD_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.004, 0.005, 0.006, 0.008, 0.01, 0.012, 0.015, 0.02, 0.03,
+                    0.05, 0.1, 0.25, 0.5, 1.0)
+
 # Error kinds used as the `status` label when no HTTP status came back (see UpstreamError codes).
 _ERROR_KIND = {"UPSTREAM_TIMEOUT": "timeout", "UPSTREAM_UNAVAILABLE": "connect"}
 _BREAKER_VALUE = {"CLOSED": 0, "HALF_OPEN": 1, "OPEN": 2}
@@ -61,6 +65,11 @@ class GatewayMetrics:
             "balance_gateway_cache_requests_total",
             "Upstream reads by cache outcome: hit (fresh enough), miss (read live), stale (upstream failed, "
             "last good answer served).", ["source", "result"], registry=r)
+        self.overhead = Histogram(
+            "balance_gateway_overhead_seconds",
+            "Time the gateway spent on a GraphQL request other than waiting for upstreams: the request's time "
+            "minus the time during which at least one of its upstream reads was awaited (Apollo Router's "
+            "apollo.router.overhead).", buckets=OVERHEAD_BUCKETS, registry=r)
         self.response_cache_total = Counter(
             "balance_gateway_response_cache_total",
             "Whole responses (gateway/reuse.py): hit (a kept answer sent again), coalesced (the answer of an "
@@ -102,6 +111,9 @@ class GatewayMetrics:
         self.cache_requests.labels(source.value, result).inc()
 
     # -- recorded by the app --------------------------------------------------------
+    def request_overhead(self, total_s: float, waits: list[tuple[float, float]]) -> None:
+        self.overhead.observe(max(0.0, total_s - busy_time(waits)))
+
     def response_cache(self, result: str) -> None:
         self.response_cache_total.labels(result).inc()
 
@@ -143,6 +155,16 @@ class _LiveState(Collector):
         yield breaker
         yield inflight
         yield queued
+
+
+def busy_time(intervals: list[tuple[float, float]]) -> float:
+    """Length of the union of (start, end) intervals."""
+    busy, reached = 0.0, float("-inf")
+    for start, end in sorted(intervals):
+        if end > reached:
+            busy += end - max(start, reached)
+            reached = end
+    return busy
 
 
 class RequestMetrics:

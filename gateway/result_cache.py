@@ -43,6 +43,8 @@ class ReadLedger:
     deps: list[Dependency] = field(default_factory=list)
     other_reads: bool = False    # a page read, live or from the page cache: not reproducible from the memo
     uncacheable: bool = False    # the request had a side effect (an APQ registration)
+    # (start, end) perf_counter of each wait for an upstream response (the gateway overhead metric)
+    waits: list[tuple[float, float]] = field(default_factory=list)
 
 
 # Set per request by the gate; read by Upstream.recall/get (tasks inherit it).

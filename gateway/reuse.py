@@ -57,9 +57,8 @@ class ResponseReuse:
         if self.coalesce and key not in self.running:
             leader = self.running[key] = asyncio.get_running_loop().create_future()
         shared: Shared | None = None
+        ledger = CURRENT_LEDGER.get() or ReadLedger()   # the gate sets one per request
         try:
-            ledger = ReadLedger()
-            CURRENT_LEDGER.set(ledger)
             captured = _Captured(send)
             await self.app(scope, _replay(body, receive), captured)
             if captured.status == 200 and captured.complete and scope["state"].get("clean_result"):

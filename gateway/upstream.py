@@ -129,14 +129,19 @@ class Upstream:
         if cached is not None and self._serve_cached(fetch, cached, options):
             self._count_cache("hit")
             return self._from_cache(fetch, cached)
+        waiting = time.perf_counter()
         try:
             live = await self.inflight.run(key, lambda: self._fetch_shared(key, url, params_list, headers, options.deadline))
         except UpstreamError as exc:
+            if ledger is not None:
+                ledger.waits.append((waiting, time.perf_counter()))
             fetch.upstream_calls += getattr(exc, "attempts", 0)   # calls made before giving up
             if exc.code is not UpstreamCode.AUTH_FAILED and self._stale_usable(cached):
                 return self._stale(fetch, cached)
             self._count_cache("miss")
             raise
+        if ledger is not None:   # waiting for the upstream (or another request's read of it): not overhead
+            ledger.waits.append((waiting, time.perf_counter()))
         if (live.status >= 500 or live.status == 429) and self._stale_usable(cached):
             fetch.upstream_calls += live.attempts
             return self._stale(fetch, cached)

@@ -219,6 +219,27 @@ def test_metrics_for_stale_answers_timeouts_connect_errors_and_an_open_breaker()
         assert val(m, "balance_gateway_breaker_state", source="DALP") == 0
 
 
+def test_overhead_histogram_excludes_the_time_spent_waiting_for_upstreams():
+    """balance_gateway_overhead_seconds: request time minus upstream waits (apollo.router.overhead)."""
+    with stack(cache={"enabled": False}) as (world, client, _):
+        for control in world.controls.values():
+            control.latency_s = 0.25
+        started = time.perf_counter()
+        assert "errors" not in client.query("{ viewer { holdings(first: 5) { totalCount } } }")
+        elapsed = time.perf_counter() - started
+        _, samples = scrape(client)
+        count = val(samples, "balance_gateway_overhead_seconds_count")
+        total = val(samples, "balance_gateway_overhead_seconds_sum")
+        assert count == 1 and elapsed >= 0.25
+        # Every source waited 250 ms in parallel; what is left is the gateway's own time.
+        assert 0 < total < 0.1, total
+        assert val(samples, "balance_gateway_overhead_seconds_bucket", le="0.1") == 1
+        # With nothing upstream to wait for, the whole request is overhead.
+        client.query("{ viewer { id } }")
+        _, samples = scrape(client)
+        assert val(samples, "balance_gateway_overhead_seconds_count") == 2
+
+
 def test_inflight_gauge_counts_calls_waiting_on_a_slow_upstream():
     with stack(cache={"enabled": False}) as (world, client, _):
         world.controls[Source.ONEBALANCE].latency_s = 1.0
@@ -487,3 +508,9 @@ def test_metrics_endpoint_can_be_turned_off_and_speaks_openmetrics_when_asked():
         response = client.http.get("/metrics", headers={"accept": "application/openmetrics-text; version=1.0.0"})
         assert response.headers["content-type"].startswith("application/openmetrics-text")
         assert response.text.rstrip().endswith("# EOF")
+
+
+def test_busy_time_is_the_length_of_the_union_of_intervals():
+    from gateway.metrics import busy_time
+    assert busy_time([]) == 0
+    assert busy_time([(5.0, 6.0), (0.0, 2.0), (1.0, 3.0), (1.5, 2.5)]) == 4.0
