@@ -226,6 +226,34 @@ def upstream_histogram(metrics_text: str) -> tuple[float, float]:
     return total, count
 
 
+def histogram_buckets(metrics_text: str, name: str) -> dict[float, float]:
+    """Cumulative bucket counts (upper bound -> count) of one unlabelled histogram."""
+    buckets: dict[float, float] = {}
+    prefix = name + '_bucket{le="'
+    for line in metrics_text.splitlines():
+        if line.startswith(prefix):
+            bound, value = line[len(prefix):].split('"', 1)[0], line.rsplit(" ", 1)[1]
+            buckets[float(bound)] = float(value)
+    return buckets
+
+
+def histogram_quantile(before: dict[float, float], after: dict[float, float], q: float) -> float:
+    """The q-quantile of what was observed between two scrapes, interpolated linearly inside
+    its bucket (Prometheus' histogram_quantile)."""
+    bounds = sorted(after)
+    counts = [after[b] - before.get(b, 0.0) for b in bounds]
+    if not counts or counts[-1] <= 0:
+        return float("nan")
+    rank, lower, below = q * counts[-1], 0.0, 0.0
+    for bound, count in zip(bounds, counts):
+        if count >= rank:
+            if bound == float("inf"):
+                return lower
+            return lower + (bound - lower) * (rank - below) / (count - below) if count > below else bound
+        lower, below = bound, count
+    return float("nan")
+
+
 # --------------------------------------------------------------------------- wrk
 
 WRK_SCRIPT = """

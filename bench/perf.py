@@ -37,13 +37,15 @@ from typing import Any
 
 import httpx
 
-from bench.common import (LARGE, Call, Gateway, Proc, Sims, WrkResult, build_world, memory_kib,
-                          percentile, run_wrk, supports_workers, upstream_histogram, world_digest, wrk_available)
+from bench.common import (LARGE, Call, Gateway, Proc, Sims, WrkResult, build_world, histogram_buckets,
+                          histogram_quantile, memory_kib, percentile, run_wrk, supports_workers, upstream_histogram,
+                          world_digest, wrk_available)
 from gateway.records import Source
 from gateway.simulators.world import DEMO_KEY, World, gateway_key
 
 ADMIN_KEY = "bench-admin"
 HIVE_RPS, HIVE_P50_MS = 427.0, 72.0   # Hive Gateway over the OpenAPI descriptions, same machines
+OVERHEAD_METRIC = "balance_gateway_overhead_seconds"
 
 SMALL = "query Small { viewer { id totalValue { value { amount currency } complete } } }"
 SHALLOW = ("query Shallow { viewer { id totalValue { value { amount currency } complete } "
@@ -238,18 +240,22 @@ def phase_fanout(b: Bench) -> None:
             for _ in range(3):                 # warm connections to the simulators
                 post(client, DEEP, DEMO_KEY)
             sims.calls(clear=True)
-            before = upstream_histogram(gw.metrics_text())
+            text = gw.metrics_text()
+            before, overhead_before = upstream_histogram(text), histogram_buckets(text, OVERHEAD_METRIC)
             runs = []
             for _ in range(n):
                 t0, t1, body = post(client, DEEP, DEMO_KEY)
                 if body.get("errors"):
                     b.check(False, f"fan-out: errors in a response: {body['errors'][:1]}")
                 runs.append((t0, t1))
-            after = upstream_histogram(gw.metrics_text())
+            text = gw.metrics_text()
+            after = upstream_histogram(text)
             samples[lat] = runs
             if lat == latency:
                 calls = sims.calls(clear=True)
                 loaded = (after[0] - before[0], after[1] - before[1])
+                apollo = [histogram_quantile(overhead_before, histogram_buckets(text, OVERHEAD_METRIC), q) * 1000
+                          for q in (0.5, 0.99)]
     sims.latency(0.0)
 
     total_ms = [(t1 - t0) * 1000 for t0, t1 in samples[latency]]
@@ -284,16 +290,20 @@ def phase_fanout(b: Bench) -> None:
            ["    of which before the first upstream call", len(before_ms), percentile(before_ms, 0.5),
             percentile(before_ms, 0.99), max(before_ms, default=float("nan"))],
            ["    of which after the last upstream answer", len(after_ms), percentile(after_ms, 0.5),
-            percentile(after_ms, 0.99), max(after_ms, default=float("nan"))]])
+            percentile(after_ms, 0.99), max(after_ms, default=float("nan"))],
+           ["  overhead as the gateway measures it (/metrics)", n, apollo[0], apollo[1], float("nan")]])
     print(f"\n  upstream calls per request: {min(per_request)}..{max(per_request)}; one upstream call lasts "
           f"{sim_side_ms:.1f} ms inside the simulator, {gw_side_ms:.1f} ms as the gateway times it (/metrics)\n"
-          f"  -> {gw_side_ms - sim_side_ms:.1f} ms per call for the gateway's HTTP client + loopback + simulator's HTTP layer")
+          f"  -> {gw_side_ms - sim_side_ms:.1f} ms per call for the gateway's HTTP client + loopback + simulator's HTTP layer\n"
+          f"  The gateway's own figure ({OVERHEAD_METRIC}, interpolated in its buckets) counts its HTTP client as\n"
+          f"  upstream wait, as Apollo Router does, and starts at its gate (not at the bench's socket): it is lower.")
     target = b.args.latency_ms + 10
     b.row(f"Fan-out: deep query p50, all upstreams L={b.args.latency_ms:g} ms", f"p50 <= {target:g} ms",
           f"p50 {p50:.1f} ms, p99 {p99:.1f} ms (L=0: p50 {percentile(base_ms, 0.5):.1f})", p50 <= target)
     ov50, ov99 = percentile(overhead_ms, 0.5), percentile(overhead_ms, 0.99)
     b.row("Gateway overhead (total - upstream busy), deep", "p50 <= 10 ms (the L+10 budget)",
-          f"p50 {ov50:.1f} ms, p99 {ov99:.1f} ms", ov50 <= 10)
+          f"p50 {ov50:.1f} ms, p99 {ov99:.1f} ms (the gateway's /metrics: p50 {apollo[0]:.1f}, p99 {apollo[1]:.1f})",
+          ov50 <= 10)
 
 
 # --------------------------------------------------------------------------- 3. large account
