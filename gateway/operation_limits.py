@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Iterator
 
+from graphql.execution.values import get_variable_values
 from graphql import (ExecutionResult, FieldNode, FragmentDefinitionNode, FragmentSpreadNode, GraphQLError,
                      InlineFragmentNode, OperationDefinitionNode, SelectionSetNode, value_from_ast_untyped)
 from strawberry.extensions import SchemaExtension
@@ -37,6 +38,7 @@ class Shape:
     roots: list[tuple[str, dict[str, Any], bool, list[int]]] = field(default_factory=list)
     # root field -> whether its subtree needs an account's view (resolvers.fields.read_early)
     needs_view: list[bool] = field(default_factory=list)
+    operation: OperationDefinitionNode | None = None
 
 
 def measure(document: Any, operation_name: str | None, variables: dict[str, Any] | None) -> Shape | None:
@@ -46,7 +48,7 @@ def measure(document: Any, operation_name: str | None, variables: dict[str, Any]
         operations = [o for o in operations if o.name and o.name.value == operation_name]
     if len(operations) != 1:
         return None   # graphql-core reports the ambiguity itself
-    shape = Shape()
+    shape = Shape(operation=operations[0])
     variables = variables or {}
 
     def fields(selection_set: SelectionSetNode | None, seen: frozenset[str]) -> Iterator[FieldNode]:
@@ -128,6 +130,15 @@ def estimate_cost(shape: Shape, ctx: Any) -> int:
     return sum(accounts.values())
 
 
+def _variables_valid(ec: Any, operation: OperationDefinitionNode | None) -> bool:
+    """Whether graphql-core will accept the request's variables (it checks them after this
+    hook): a request that is about to fail must not start upstream reads."""
+    if operation is None or not operation.variable_definitions:
+        return True
+    coerced = get_variable_values(ec.schema._schema, operation.variable_definitions, ec.variables or {}, max_errors=1)
+    return not isinstance(coerced, list)
+
+
 def _entity_account(representation: Any, caller: str | None) -> str | None:
     """The account an entity representation reads: its own id for an Account, the account
     inside a Wallet's opaque id, the caller's for anything else (a Token may search them)."""
@@ -164,8 +175,9 @@ class OperationLimits(SchemaExtension):
             shape = self.shape
             if verdict is not None:
                 ec.result = verdict    # strawberry then skips execution entirely
-            elif shape is not None and read_early(ec.context, [(name, args, view) for (name, args, _, _), view
-                                                                in zip(shape.roots, shape.needs_view)]):
+            elif shape is not None and _variables_valid(ec, shape.operation) \
+                    and read_early(ec.context, [(name, args, view) for (name, args, _, _), view
+                                                in zip(shape.roots, shape.needs_view)]):
                 # Admitted, and it needs the caller's account: let the reads go out before
                 # graphql-core's first pass. Loop turns until they have: the view task asks
                 # the loaders (1), aiodataloader schedules and runs its dispatch (2-4), the

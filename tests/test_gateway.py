@@ -143,6 +143,14 @@ def test_reads_start_early_only_when_the_operation_needs_the_account(client, dem
         body = client.query(query, variables)
         assert set(upstream_counts(demo_world).values()) == {0}, (query, body)
     assert client.query(no_reads[2], {"a": -1})["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+    # Variables graphql-core will refuse (missing, wrong type): nothing read either.
+    needs_first = "query($n: Int!) { viewer { holdings(first: $n) { totalCount } } }"
+    for variables in ({}, {"n": "many"}):
+        assert client.query(needs_first, variables)["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+        assert set(upstream_counts(demo_world).values()) == {0}
+    assert client.query(needs_first, {"n": 2})["data"]["viewer"]["holdings"]["totalCount"] > 0
+    for control in demo_world.controls.values():
+        control.reset()
     history = client.query("{ viewer { balanceHistory(first: 3) { totalCount } } }")
     assert "errors" not in history
     counts = upstream_counts(demo_world)
