@@ -33,7 +33,7 @@ def build_schema() -> strawberry.Schema:
         # Factories, not instances: per-request extension objects, shared module-level LRU caches.
         extensions=[lambda: ParserCache(maxsize=512), lambda: ValidationCache(maxsize=512), OperationLimits],
         config=StrawberryConfig(auto_camel_case=True, scalar_map=scalars.SCALAR_MAP),
-        execution_context_class=GatewayExecutionContext,   # plain leaf fields read directly
+        execution_context_class=GatewayExecutionContext,   # plain fields read directly (schema/execution.py)
     )
 
 
