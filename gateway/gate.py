@@ -42,7 +42,7 @@ class BodyTooLarge(Exception):
 
 
 class SecurityGate:
-    def __init__(self, app: Any, state: GatewayState, rate_limiter: RateLimiter, reuse: ResponseReuse | None = None):
+    def __init__(self, app: Any, state: GatewayState, rate_limiter: RateLimiter, reuse: ResponseReuse):
         self.app = app
         self.state = state
         self.auth = Authenticator(state)
@@ -73,7 +73,7 @@ class SecurityGate:
         ledger = ReadLedger()    # filled by every upstream read this request causes
         CURRENT_LEDGER.set(ledger)
         try:
-            if self.reuse is None or not self.reuse.enabled or scope["method"] not in ("GET", "POST"):
+            if not self.reuse.enabled or scope["method"] not in ("GET", "POST"):
                 await self.app(scope, _capped(receive, limit), send)
             else:
                 body = await _read_body(receive, limit) if scope["method"] == "POST" else b""
@@ -81,7 +81,7 @@ class SecurityGate:
                 # What makes two requests the same request (gateway/reuse.py).
                 key = (caller.account.id if caller.account is not None else None, caller.is_admin, scope["method"],
                        scope["query_string"], body, headers.get("content-type"), headers.get("accept"))
-                await self.reuse(scope, receive, send, key, body)
+                await self.reuse(scope, receive, send, key, body, ledger)
         except BodyTooLarge:
             await self._too_large()(scope, receive, send)
         finally:

@@ -104,6 +104,3 @@ class ResultCache:
         stored = self.entries.pop(key, None)
         if stored is not None:
             self.bytes -= len(stored.body)
-
-    def describe(self) -> dict[str, int]:
-        return {"entries": len(self.entries), "bytes": self.bytes}

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from gateway.result_cache import CURRENT_LEDGER, ReadLedger, ResultCache
+from gateway.result_cache import ReadLedger, ResultCache
 
 Shared = tuple[list[tuple[bytes, bytes]], bytes]   # headers (without the request id), body
 
@@ -33,7 +33,9 @@ class ResponseReuse:
     def enabled(self) -> bool:
         return self.results is not None or self.coalesce
 
-    async def __call__(self, scope: dict, receive: Any, send: Any, key: tuple, body: bytes) -> None:
+    async def __call__(self, scope: dict, receive: Any, send: Any, key: tuple, body: bytes,
+                       ledger: ReadLedger) -> None:
+        """`ledger`: what this request reads (set by the gate for Upstream to fill in)."""
         if self.results is not None:
             stored = self.results.lookup(key)
             if stored is not None:
@@ -48,16 +50,15 @@ class ResponseReuse:
                     self.metrics.response_cache("coalesced")
                     await _send(send, *shared)
                     return
-        await self._run(scope, receive, send, key, body)
+        await self._run(scope, receive, send, key, body, ledger)
 
-    async def _run(self, scope: dict, receive: Any, send: Any, key: tuple, body: bytes) -> None:
+    async def _run(self, scope: dict, receive: Any, send: Any, key: tuple, body: bytes, ledger: ReadLedger) -> None:
         """Run the request; share its response with identical requests that arrive meanwhile,
         and keep it if it came wholly from memoised reads."""
         leader: asyncio.Future[Shared | None] | None = None
         if self.coalesce and key not in self.running:
             leader = self.running[key] = asyncio.get_running_loop().create_future()
         shared: Shared | None = None
-        ledger = CURRENT_LEDGER.get() or ReadLedger()   # the gate sets one per request
         try:
             captured = _Captured(send)
             await self.app(scope, _replay(body, receive), captured)

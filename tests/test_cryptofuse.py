@@ -19,6 +19,7 @@ from gateway.serving import ServerThread
 from gateway.simulators import cryptofuse as sim
 from gateway.simulators.control import Fault, SimControl
 from gateway.sources.cryptofuse import BalancesResponse, CryptofuseClient, CryptofuseIdentity
+from tests.tooling import FAULT_CODES
 
 TOKEN = "cf-secret-token-alice"
 USDT_ETH = "eip155:1/erc20:0xdAC17F958D2ee523a2206206994597C13D831ec7"
@@ -136,14 +137,7 @@ async def test_auth_failure(server):
     assert "wrong-token-xyz" not in result.error.message and "authentication_failed" not in result.error.message
 
 
-@pytest.mark.parametrize("fault, code", [
-    (Fault("status", status=500), "UPSTREAM_UNAVAILABLE"),
-    (Fault("status", status=503), "UPSTREAM_UNAVAILABLE"),
-    (Fault("status", status=429, retry_after=3), "UPSTREAM_RATE_LIMITED"),
-    (Fault("delay", delay_s=0.6), "UPSTREAM_TIMEOUT"),
-    (Fault("malformed"), "UPSTREAM_BAD_RESPONSE"),
-    (Fault("wrong_shape"), "UPSTREAM_BAD_RESPONSE"),
-])
+@pytest.mark.parametrize("fault, code", FAULT_CODES)
 async def test_faults_fail_without_holdings(server, world, fault, code):
     world[2].add_fault(fault)
     async with _http() as http:

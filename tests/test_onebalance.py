@@ -17,9 +17,9 @@ from gateway.records import AmountPrecision, PriceReliability, Source, SourceFet
 from gateway.registry import TokenRegistry
 from gateway.serving import ServerThread
 from gateway.simulators import onebalance as sim
-from gateway.simulators.control import Fault
 from gateway.sources.onebalance import (AggregatedBalanceResponse, OneBalanceClient, OneBalanceIdentity,
                                         group_accounts)
+from tests.tooling import FAULT_CODES
 
 EVM_A = "0xfe52613d747E20F2f62e0A5cC36B0DFAe771C442"
 EVM_B = "0x1111111111111111111111111111111111111111"
@@ -213,14 +213,7 @@ async def test_auth_failure(env):
     assert "wrong-secret-key" not in fetch.error.message and "Invalid" not in fetch.error.message
 
 
-@pytest.mark.parametrize("fault, code", [
-    (Fault("status", status=500), "UPSTREAM_UNAVAILABLE"),
-    (Fault("status", status=503), "UPSTREAM_UNAVAILABLE"),
-    (Fault("status", status=429, retry_after=3), "UPSTREAM_RATE_LIMITED"),
-    (Fault("delay", delay_s=0.6), "UPSTREAM_TIMEOUT"),
-    (Fault("malformed"), "UPSTREAM_BAD_RESPONSE"),
-    (Fault("wrong_shape"), "UPSTREAM_BAD_RESPONSE"),
-])
+@pytest.mark.parametrize("fault, code", FAULT_CODES)
 async def test_faults_fail_with_no_holdings(env, fault, code):
     dataset, control, server = env
     dataset.set_balance(f"eip155:1:{EVM_A}", ETH_BASE, 10**18)
