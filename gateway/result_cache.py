@@ -87,11 +87,16 @@ class ResultCache:
             dep.upstream.count_cache_hit()
         return stored
 
-    def store(self, key: tuple, ledger: ReadLedger, headers: list[tuple[bytes, bytes]], body: bytes) -> bool:
+    def breaker_states(self) -> tuple[tuple["CircuitBreaker", Any], ...]:
+        """Taken before a request runs: a breaker that changes while it runs (or before its
+        response is stored) then differs from this, and the kept response is never used."""
+        return tuple((b, b.state) for b in self.breakers)
+
+    def store(self, key: tuple, ledger: ReadLedger, breakers: tuple[tuple["CircuitBreaker", Any], ...],
+              headers: list[tuple[bytes, bytes]], body: bytes) -> bool:
         if ledger.other_reads or ledger.uncacheable or len(body) > self.max_bytes // 8:
             return False
-        stored = StoredResponse(headers=headers, body=body, deps=tuple(ledger.deps),
-                                breakers=tuple((b, b.state) for b in self.breakers))
+        stored = StoredResponse(headers=headers, body=body, deps=tuple(ledger.deps), breakers=breakers)
         self._drop(key)
         self.entries[key] = stored
         self.bytes += len(body)

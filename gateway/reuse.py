@@ -59,6 +59,7 @@ class ResponseReuse:
         if self.coalesce and key not in self.running:
             leader = self.running[key] = asyncio.get_running_loop().create_future()
         shared: Shared | None = None
+        breakers = self.results.breaker_states() if self.results is not None else ()
         try:
             captured = _Captured(send)
             await self.app(scope, _replay(body, receive), captured)
@@ -68,7 +69,7 @@ class ResponseReuse:
             if leader is not None:
                 del self.running[key]
                 leader.set_result(shared)
-        if shared is not None and self.results is not None and self.results.store(key, ledger, *shared):
+        if shared is not None and self.results is not None and self.results.store(key, ledger, breakers, *shared):
             self.metrics.response_cache("stored")
         else:
             self.metrics.response_cache("miss")

@@ -224,9 +224,24 @@ def test_the_store_is_bounded_by_bytes_and_drops_entries_whose_memo_moved_on():
     cache = ResultCache([_Breaker()], max_entries=100, max_bytes=8_000)
     ledger = ReadLedger(deps=[Dependency(upstream, "identity", fetch, time.time() + 60)])  # type: ignore[arg-type]
     for n in range(10):
-        assert cache.store(("k", n), ledger, [], b"x" * 900)
+        assert cache.store(("k", n), ledger, cache.breaker_states(), [], b"x" * 900)
     assert cache.bytes <= 8_000 and len(cache.entries) == 8
     assert cache.lookup(("k", 0)) is None and cache.lookup(("k", 9)) is not None
-    assert not cache.store(("big",), ledger, [], b"x" * 1_001)      # over an eighth of the bound
+    assert not cache.store(("big",), ledger, cache.breaker_states(), [], b"x" * 1_001)   # over an eighth of the bound
     upstream.normalized["identity"] = (object(), 0.0)              # the memo holds another read now
     assert cache.lookup(("k", 9)) is None and ("k", 9) not in cache.entries
+
+
+def test_a_breaker_that_changes_before_the_response_is_stored_makes_it_unusable():
+    """The response is stored after it was sent; a breaker may change in between (the
+    client already has its answer). The states kept are those from before the request ran."""
+    upstream, breaker = _Upstream(), _Breaker()
+    fetch = object()
+    upstream.normalized["identity"] = (fetch, 0.0)
+    cache = ResultCache([breaker], max_entries=10, max_bytes=8_000)
+    ledger = ReadLedger(deps=[Dependency(upstream, "identity", fetch, time.time() + 60)])  # type: ignore[arg-type]
+    before = cache.breaker_states()           # the request starts
+    breaker.state = "OPEN"                     # ...and a breaker opens before its response is stored
+    assert cache.store(("k",), ledger, before, [], b"{}")
+    assert cache.lookup(("k",)) is None
+
