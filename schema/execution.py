@@ -22,6 +22,8 @@ from graphql.pyutils import Undefined
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.schema.schema_converter import GraphQLCoreConverter
 
+from schema import plans
+
 # (parent type, field name) -> (python attribute, field type, leaf type or None, nullable),
 # or None: not a plain field (it has a resolver, arguments or extensions).
 _Plan = tuple[str, Any, Any, bool] | None
@@ -54,6 +56,35 @@ class GatewayExecutionContext(StrawberryGraphQLCoreExecutionContext):
         # implements `resolve` (none of ours do). With one, every field takes the full path.
         manager = self.middleware_manager
         self.plain_fields_direct = manager is None or not manager.middlewares
+        # Objects below the root are completed by compiled plans (schema/plans.py) until one
+        # bails out; after that, graphql-core completes the rest of this operation.
+        self.plans_on = self.plain_fields_direct and plans.plannable(self)
+
+    def complete_object_value(self, return_type: GraphQLObjectType, field_details_list: Any, info: Any,
+                              path: Any, result: Any, position_context: Any) -> Any:
+        if self.plans_on:
+            try:
+                plan = plans.plan_for(self, return_type, field_details_list)
+                completed = None if plan is None else plans.Run(self).complete_root(plan, result, info, path)
+            except Exception:   # plans.Bail, or anything the happy path did not expect
+                self.plans_on = False
+            else:
+                if plan is not None:
+                    if not self.is_awaitable(completed):
+                        return completed
+                    return self._await_plan(completed, return_type, field_details_list, info, path, result,
+                                            position_context)
+        return super().complete_object_value(return_type, field_details_list, info, path, result, position_context)
+
+    async def _await_plan(self, completed: Any, return_type: GraphQLObjectType, field_details_list: Any, info: Any,
+                          path: Any, result: Any, position_context: Any) -> Any:
+        try:
+            return await completed
+        except Exception:
+            self.plans_on = False
+        fallback = super().complete_object_value(return_type, field_details_list, info, path, result,
+                                                 position_context)
+        return await fallback if self.is_awaitable(fallback) else fallback
 
     def execute_field(self, parent_type: GraphQLObjectType, source: Any, field_details_list: Any,
                       path: Any, position_context: Any) -> Any:

@@ -1,10 +1,12 @@
-"""schema/execution.py: the direct path for plain fields answers exactly as graphql-core does.
+"""schema/execution.py and schema/plans.py answer exactly as graphql-core does.
 
-The same small schema is run by strawberry's own execution context and by ours, over
-sources that break every rule the direct path relies on (a missing attribute, a raising
-property, a null in a non-null field, a value its scalar refuses, an awaitable); data and
-errors (messages, paths, locations) must be identical, and the direct path must actually
-be taken for the well-behaved fields.
+The same small schema is run by strawberry's own execution context and by ours (with
+compiled plans, and with plans off so the direct field path is tested alone), over
+sources that break every rule the fast paths rely on (a missing attribute, a raising
+property, a null in a non-null field, a value its scalar refuses, an awaitable, a
+resolver or awaitable that raises); data and errors (messages, paths, locations) must be
+identical, and the fast paths must actually be taken for the well-behaved fields. The
+real schema is compared the same way over the live gateway.
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from typing import Optional
 import pytest
 import strawberry
 
-from schema import scalars
+from schema import plans, scalars
 from schema.execution import GatewayExecutionContext
 
 
@@ -37,6 +39,15 @@ class Leafy:
 
 
 @strawberry.type
+class Tagged:
+    name: str
+
+    @classmethod
+    def is_type_of(cls, obj: object, _info: object) -> bool:   # refuses the "wrong_type" case's record
+        return isinstance(obj, Record) and obj.name != "not a Tagged"
+
+
+@strawberry.type
 class Holder:
     label: str
     leafy: Leafy
@@ -47,6 +58,31 @@ class Holder:
     @strawberry.field
     def computed(self) -> str:
         return self.label.upper()
+
+    @strawberry.field
+    async def later_label(self) -> str:   # async: a plan awaits it, then completes it
+        await asyncio.sleep(0)
+        return self.label + "!"
+
+    @strawberry.field
+    def pick(self, index: int = 0) -> Optional[Leafy]:   # arguments; an IndexError is a field error
+        return self.many[index]
+
+    @strawberry.field
+    def awaited_leafy(self) -> Leafy:   # a sync resolver returning an awaitable (like `with_view`)
+        async def read() -> Leafy:
+            if self.label == "fails later":
+                raise RuntimeError("read failed")
+            return self.leafy
+        return read()
+
+    @strawberry.field
+    def grid(self) -> list[list[int]]:
+        return [[1, 2], (3,)]
+
+    @strawberry.field
+    def tagged(self) -> Optional[Tagged]:
+        return self.__dict__.get("tagged", Record(name="tag"))
 
 
 class Record:
@@ -86,6 +122,11 @@ def sources() -> dict[str, object]:
                               many=[], many_maybe=[]),
         "awaitable_leaf": lambda: Record(label=later(), leafy=good(), maybe_leafy=None, many=[], many_maybe=[]),
         "null_root_child": lambda: Record(label="x", leafy=None, maybe_leafy=None, many=[], many_maybe=[]),
+        "fails_later": lambda: Record(label="fails later", leafy=good(), maybe_leafy=None, many=[good()], many_maybe=[]),
+        "generator_list": lambda: Record(label="x", leafy=good(), maybe_leafy=None, many=(g for g in [good(7)]),
+                                 many_maybe=[]),
+        "wrong_type": lambda: Record(label="x", leafy=good(), maybe_leafy=None, many=[], many_maybe=[],
+                             tagged=Record(name="not a Tagged")),
     }
 
 
@@ -96,7 +137,24 @@ QUERY = """query { holder(case: "%s") {
   many { name amount }
   manyMaybe { name }
   ... on Holder { leafy { __typename count } }
+  laterLabel pick(index: 0) { name } awaitedLeafy { name count } grid
+  tagged { name }
 } }"""
+# Variables in arguments are coerced per request; directives keep a document off plans.
+QUERY_VARIABLES = """query ($i: Int!, $show: Boolean!) { holder(case: "ok") {
+  label pick(index: $i) { name } more: pick(index: 1) { name }
+  many @include(if: $show) { name }
+} }"""
+
+
+class NoPlans(GatewayExecutionContext):
+    """Ours with plans off: the direct field path alone."""
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self.plans_on = False
+
+
+CONTEXTS = {"plans": GatewayExecutionContext, "direct path only": NoPlans}
 
 
 def build(context_class: type | None) -> strawberry.Schema:
@@ -114,26 +172,38 @@ def build(context_class: type | None) -> strawberry.Schema:
 CASES: dict = {}
 
 
-@pytest.mark.parametrize("case", list(sources()))
-def test_direct_path_answers_exactly_like_graphql_core(case: str):
-    reference, ours = build(None), build(GatewayExecutionContext)
+def run(schema: strawberry.Schema, query: str, variables: dict | None = None) -> tuple[object, list]:
+    CASES.clear()
+    CASES.update(sources())
+    result = asyncio.run(schema.execute(query, variable_values=variables))
+    return result.data, sorted((e.formatted for e in result.errors or []), key=repr)
 
-    def run(schema: strawberry.Schema) -> tuple[object, list]:
-        CASES.clear()
-        CASES.update(sources())
-        result = asyncio.run(schema.execute(QUERY % case))
-        return result.data, sorted((e.formatted for e in result.errors or []), key=repr)
-    expected, got = run(reference), run(ours)
+
+@pytest.mark.parametrize("context", list(CONTEXTS))
+@pytest.mark.parametrize("case", list(sources()))
+def test_fast_paths_answer_exactly_like_graphql_core(case: str, context: str):
+    expected = run(build(None), QUERY % case)
+    got = run(build(CONTEXTS[context]), QUERY % case)
     assert got == expected
     if case == "ok":
-        leafy = got[0]["holder"]["leafy"]
-        assert leafy == {"name": "n1", "maybe": None, "count": 1, "amount": "1.5", "colour": "RED", "tags": ["a"],
-                         "renamed": "n1", "__typename": "Leafy"}
+        holder = got[0]["holder"]
+        assert holder["leafy"] == {"name": "n1", "maybe": None, "count": 1, "amount": "1.5", "colour": "RED",
+                                   "tags": ["a"], "renamed": "n1", "__typename": "Leafy"}
+        assert (holder["laterLabel"], holder["pick"], holder["awaitedLeafy"], holder["grid"], holder["tagged"]) == \
+            ("ok!", {"name": "n3"}, {"name": "n1", "count": 1}, [[1, 2], [3]], {"name": "tag"})
+        assert not got[1]
     else:
         assert got[1], "each broken case reports an error"
 
 
-def test_the_direct_path_is_taken_for_plain_fields(monkeypatch):
+@pytest.mark.parametrize("variables", [{"i": 1, "show": True}, {"i": 0, "show": False}, {"i": 5, "show": True}])
+def test_variables_and_directives_answer_like_graphql_core(variables: dict):
+    expected = run(build(None), QUERY_VARIABLES, variables)
+    assert run(build(GatewayExecutionContext), QUERY_VARIABLES, variables) == expected
+    assert ("many" in expected[0]["holder"]) is variables["show"]
+
+
+def _count_graphql_core_fields(monkeypatch) -> list[str]:
     slow: list[str] = []
     original = GatewayExecutionContext.__mro__[1].execute_field
 
@@ -141,9 +211,76 @@ def test_the_direct_path_is_taken_for_plain_fields(monkeypatch):
         slow.append(f"{parent_type.name}.{field_details_list[0].node.name.value}")
         return original(self, parent_type, source, field_details_list, path, position_context)
     monkeypatch.setattr(GatewayExecutionContext.__mro__[1], "execute_field", counting)
-    CASES.clear()
-    CASES.update(sources())
-    result = asyncio.run(build(GatewayExecutionContext).execute(QUERY % "ok"))
-    assert not result.errors
-    # Only the root field, the resolver field and __typename take graphql-core's full path.
-    assert sorted(set(slow)) == ["Holder.computed", "Leafy.__typename", "Query.holder"]
+    return slow
+
+
+def test_a_plan_completes_the_whole_object(monkeypatch):
+    slow = _count_graphql_core_fields(monkeypatch)
+    data, errors = run(build(GatewayExecutionContext), QUERY % "ok")
+    assert not errors and data["holder"]["laterLabel"] == "ok!"
+    assert slow == ["Query.holder"]   # everything below the root: the plan
+
+
+def test_after_a_bail_graphql_core_completes_the_rest(monkeypatch):
+    slow = _count_graphql_core_fields(monkeypatch)
+    data, errors = run(build(GatewayExecutionContext), QUERY % "bad_enum")
+    assert errors and "Holder.computed" in slow   # a resolver field: graphql-core called it
+
+
+def test_a_document_with_directives_is_not_planned(monkeypatch):
+    slow = _count_graphql_core_fields(monkeypatch)
+    run(build(GatewayExecutionContext), QUERY_VARIABLES, {"i": 0, "show": True})
+    assert "Holder.pick" in slow
+
+
+def test_the_direct_path_is_taken_for_plain_fields_without_plans(monkeypatch):
+    slow = _count_graphql_core_fields(monkeypatch)
+    data, errors = run(build(NoPlans), QUERY % "ok")
+    assert not errors
+    # Only the root field, resolver fields and __typename take graphql-core's full path.
+    assert sorted(set(slow)) == ["Holder.awaitedLeafy", "Holder.computed", "Holder.grid", "Holder.laterLabel",
+                                 "Holder.pick", "Holder.tagged", "Leafy.__typename", "Query.holder"]
+
+
+# The real schema over the live gateway: the same answers with plans as without.
+GATEWAY_QUERY = """
+query Everything($n: Int) {
+  viewer {
+    id __typename
+    totalValue { value { amount currency } complete unpricedHoldings failedSources }
+    sources { source state fromCache upstreamCalls breaker error { code } warnings { code message } }
+    wallets { id source kind provider label address addressHint chain { id name isTestnet }
+              account { id } totalValue(currency: "USD") { value { amount } complete }
+              holdings(first: $n) { totalCount pageInfo { hasNextPage endCursor }
+                                    nodes { id amount precision token { id symbol decimals asset { key symbol } } } } }
+    holdings(first: 200, orderBy: {field: AMOUNT, direction: ASC}) {
+      totalCount
+      edges { cursor node { id source amount amountRaw available locked value { amount currency }
+                            price { unit currency reliability source } token { id assetType address chain { id } }
+                            wallet { id } asset { key } } }
+    }
+    positions(groupBy: ASSET, first: 50) { totalCount nodes { key amount share unpricedHoldings
+                                                             value { amount } asset { key tokens { id } } holdings { id } } }
+    bySource: positions(groupBy: SOURCE) { nodes { key source value { amount } } }
+  }
+}
+"""
+
+
+def test_the_gateway_answers_the_same_with_and_without_plans(client, monkeypatch):
+    graphql_core_objects: list[str] = []
+    original = GatewayExecutionContext.__mro__[1].complete_object_value
+
+    def counting(self, return_type, *args):
+        graphql_core_objects.append(return_type.name)
+        return original(self, return_type, *args)
+    monkeypatch.setattr(GatewayExecutionContext.__mro__[1], "complete_object_value", counting)
+    with_plans = client.post(GATEWAY_QUERY, {"n": 3})
+    assert graphql_core_objects == []   # every object completed by its plan, none fell back
+    monkeypatch.setattr(plans, "plannable", lambda ex: False)
+    without = client.post(GATEWAY_QUERY, {"n": 3})
+    assert with_plans.status_code == without.status_code == 200
+    body = with_plans.json()
+    assert "errors" not in body and body["data"]["viewer"]["holdings"]["totalCount"] > 10
+    assert with_plans.content == without.content   # byte for byte: same values, same key order
+    assert "Account" in graphql_core_objects
