@@ -26,14 +26,18 @@ introspection fields below the root, and lists that are not list or tuple.
 from __future__ import annotations
 
 import asyncio
+import decimal
+import enum
+import keyword
 from typing import Any
 
-from graphql import (GraphQLList, GraphQLNonNull, GraphQLObjectType, OperationDefinitionNode, OperationType,
-                     is_leaf_type, is_list_type, is_non_null_type, is_object_type)
+from graphql import (GraphQLBoolean, GraphQLID, GraphQLObjectType, GraphQLString, OperationDefinitionNode,
+                     OperationType, is_leaf_type, is_list_type, is_non_null_type, is_object_type)
 from graphql.execution.values import get_argument_values
 from graphql.language import FieldNode, InlineFragmentNode, SelectionSetNode, VariableNode, visit, Visitor
 from graphql.pyutils import Path, Undefined
-from strawberry.schema.schema_converter import GraphQLCoreConverter
+from strawberry.schema.schema_converter import CustomGraphQLEnumType, GraphQLCoreConverter
+from strawberry.types.arguments import convert_arguments
 
 MAX_PLANS = 4096        # plans kept across requests (per process); all dropped when full
 MAX_ROUNDS = 4          # rounds of awaiting before graphql-core takes over
@@ -48,30 +52,104 @@ class Bail(Exception):
 
 
 class Completion:
-    """How to complete a value of one output type."""
-    __slots__ = ("nullable", "kind", "coerce", "plan", "item")
+    """How to complete a value of one output type. For a leaf, `same` is the Python type
+    its scalar returns unchanged (str for String and ID, bool for Boolean), and `names`
+    maps each member of a strawberry enum to the name its scalar returns; anything else
+    goes through the scalar's own `coerce_output_value`."""
+    __slots__ = ("nullable", "kind", "coerce", "same", "enum", "names", "plan", "item", "needs_path")
 
-    def __init__(self, nullable: bool, kind: int, coerce: Any = None, plan: ObjectPlan | None = None,
+    def __init__(self, nullable: bool, kind: int, *, leaf: Any = None, plan: ObjectPlan | None = None,
                  item: Completion | None = None) -> None:
-        self.nullable, self.kind, self.coerce, self.plan, self.item = nullable, kind, coerce, plan, item
+        self.nullable, self.kind, self.plan, self.item = nullable, kind, plan, item
+        # Paths are only read by resolvers and is_type_of (through their info): values
+        # without either below them are completed without building one.
+        self.needs_path = (plan.needs_path if plan is not None else item.needs_path if item is not None else False)
+        self.coerce = leaf.coerce_output_value if leaf is not None else None
+        self.same = _SAME.get(leaf.name) if leaf is not None and leaf is _BUILT_IN.get(leaf.name) else None
+        self.enum, self.names = _enum_names(leaf)
+
+
+_BUILT_IN = {t.name: t for t in (GraphQLString, GraphQLID, GraphQLBoolean)}
+_SAME = {"String": str, "ID": str, "Boolean": bool}
+
+
+def _enum_names(leaf: Any) -> tuple[type | None, dict[Any, str] | None]:
+    """strawberry's enum scalar returns, for a member of its Python enum, the first name
+    whose value equals the member's value (CustomGraphQLEnumType.coerce_output_value)."""
+    wrapped = getattr(leaf, "wrapped_cls", None)
+    if not isinstance(leaf, CustomGraphQLEnumType) or wrapped is None:
+        return None, None
+    names: dict[Any, str] = {}
+    for member in wrapped:
+        name = next((n for n, v in leaf.values.items() if member.value == v.value), None)
+        if name is None:
+            return None, None
+        names[member] = name
+    return wrapped, names
 
 
 class Step:
     """One response key of an object's selection."""
-    __slots__ = ("key", "how", "attr", "field_def", "nodes", "args", "dynamic_args", "completion", "typename")
+    __slots__ = ("key", "how", "attr", "field_def", "nodes", "args", "dynamic_args", "completion", "typename", "lean")
 
     def __init__(self, key: str, how: int, *, attr: str | None = None, field_def: Any = None,
                  nodes: list[FieldNode] | None = None, args: dict[str, Any] | None = None,
-                 dynamic_args: bool = False, completion: Completion | None = None, typename: str | None = None) -> None:
+                 dynamic_args: bool = False, completion: Completion | None = None, typename: str | None = None,
+                 lean: LeanCall | None = None) -> None:
         self.key, self.how, self.attr, self.field_def, self.nodes = key, how, attr, field_def, nodes
         self.args, self.dynamic_args, self.completion, self.typename = args, dynamic_args, completion, typename
+        self.lean = lean
+
+
+class LeanCall:
+    """A strawberry resolver called as strawberry's own wrapper would call it, with the
+    arguments converted once. Only for a sync resolver without field extensions or
+    exception handlers whose arguments are literals converting to immutable values
+    (numbers, strings, enums): then every call would convert them to equal values."""
+    __slots__ = ("func", "field", "info_class", "kwargs", "pass_self", "source_names", "info_name")
+
+    def __init__(self, field: Any, info_class: type, kwargs: dict[str, Any]) -> None:
+        resolver = field.base_resolver
+        self.func, self.field, self.info_class, self.kwargs = resolver.wrapped_func, field, info_class, kwargs
+        self.pass_self = resolver.self_parameter is not None
+        self.source_names = tuple(p.name for p in (resolver.parent_parameter, resolver.root_parameter) if p is not None)
+        self.info_name = resolver.info_parameter.name if resolver.info_parameter is not None else None
+
+    def __call__(self, source: Any, info: Any) -> Any:
+        kwargs = dict(self.kwargs)
+        for name in self.source_names:
+            kwargs[name] = source
+        if self.info_name is not None:
+            kwargs[self.info_name] = self.info_class(_raw_info=info, _field=self.field)
+        return self.func(source, **kwargs) if self.pass_self else self.func(**kwargs)
+
+
+_IMMUTABLE = (type(None), bool, int, float, str, decimal.Decimal)
+
+
+def _lean_call(ex: Any, field: Any, args: dict[str, Any]) -> LeanCall | None:
+    strawberry_schema = getattr(ex.schema, "_strawberry_schema", None)
+    converter = getattr(strawberry_schema, "schema_converter", None)
+    if (converter is None or field.base_resolver is None or field.is_async or field.extensions
+            or getattr(converter, "_exception_handler_specs", True)):
+        return None
+    kwargs = convert_arguments(args, field.arguments, scalar_registry=converter.scalar_registry,
+                               config=strawberry_schema.config)
+    if not all(isinstance(v, _IMMUTABLE) or isinstance(v, enum.Enum) for v in kwargs.values()):
+        return None   # an input object or list: each call gets its own
+    return LeanCall(field, strawberry_schema.config.info_class, kwargs)
 
 
 class ObjectPlan:
-    __slots__ = ("type", "is_type_of", "steps")
+    """An object type's selection: its steps, and `run(run, source, path) -> dict`, the
+    Python function generated from them (see `_generate`)."""
+    __slots__ = ("type", "is_type_of", "steps", "needs_path", "run", "source")
 
     def __init__(self, type_: GraphQLObjectType, steps: tuple[Step, ...]) -> None:
         self.type, self.is_type_of, self.steps = type_, type_.is_type_of, steps
+        self.needs_path = self.is_type_of is not None or any(
+            step.how is RESOLVE or (step.completion is not None and step.completion.needs_path) for step in steps)
+        self.source, self.run = _generate(self)
 
 
 # -- which documents ----------------------------------------------------------
@@ -159,20 +237,22 @@ def _compile_step(ex: Any, parent: GraphQLObjectType, key: str, sub_fields: Any)
                     completion=completion)
     dynamic = _uses_variables(node)
     args: dict[str, Any] | None = None
+    lean = None
     if not dynamic:
         try:
             args = get_argument_values(field_def, node) if field_def.args or node.arguments else {}
+            lean = _lean_call(ex, strawberry_field, args) if strawberry_field is not None else None
         except Exception:   # graphql-core reports it
             return None
     return Step(key, RESOLVE, field_def=field_def, nodes=nodes, args=args, dynamic_args=dynamic,
-                completion=completion)
+                completion=completion, lean=lean)
 
 
 def _compile_type(ex: Any, type_: Any, sub_fields: Any) -> Completion | None:
     nullable = not is_non_null_type(type_)
     inner = type_ if nullable else type_.of_type
     if is_leaf_type(inner):
-        return Completion(nullable, LEAF, coerce=inner.coerce_output_value)
+        return Completion(nullable, LEAF, leaf=inner)
     if is_list_type(inner):
         item = _compile_type(ex, inner.of_type, sub_fields)
         return None if item is None else Completion(nullable, LIST, item=item)
@@ -197,6 +277,17 @@ def _uses_variables(node: FieldNode) -> bool:
 
 # -- running ------------------------------------------------------------------
 _PENDING = object()
+new_path = tuple.__new__   # Path is a NamedTuple: tuple.__new__(Path, (prev, key, typename)) skips its __new__
+
+
+def _coerce(completion: Completion, value: Any) -> Any:
+    """A non-null leaf through its scalar, as graphql-core's complete_leaf_value."""
+    if isinstance(value, Exception):   # graphql-core raises a returned exception
+        raise Bail
+    coerced = completion.coerce(value)
+    if coerced is None or coerced is Undefined:
+        raise Bail
+    return coerced
 
 
 def _checks_type(completion: Completion) -> bool:
@@ -253,40 +344,7 @@ class Run:
                 close()
 
     def object(self, plan: ObjectPlan, source: Any, path: Path) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        parent_name = plan.type.name
-        for step in plan.steps:
-            how = step.how
-            info = None
-            if how is ATTR:
-                value = getattr(source, step.attr)
-            elif how is TYPENAME:
-                out[step.key] = step.typename
-                continue
-            else:
-                field_path = Path(path, step.key, parent_name)
-                info = self.ex.build_resolve_info(step.field_def, step.nodes, plan.type, field_path)
-                value = self.resolve(step, source, info)
-                if value is _PENDING:
-                    continue
-            completion = step.completion
-            if value is None:
-                if completion.nullable:
-                    out[step.key] = None
-                    continue
-                raise Bail
-            if isinstance(value, Exception):
-                raise Bail
-            kind = completion.kind
-            if kind is LEAF:
-                coerced = completion.coerce(value)
-                if coerced is None or coerced is Undefined:
-                    raise Bail
-                out[step.key] = coerced
-            else:
-                out[step.key] = self.complete(completion, value, Path(path, step.key, parent_name), step, plan.type,
-                                              info)
-        return out
+        return plan.run(self, source, path)
 
     def resolve(self, step: Step, source: Any, info: Any) -> Any:
         if self.awaited:
@@ -294,10 +352,14 @@ class Run:
             if known is not None and known[0] is source:
                 return known[1]
         ex = self.ex
-        args = step.args
-        if step.dynamic_args:
-            args = get_argument_values(step.field_def, step.nodes[0], ex.variable_values, None, ex.hide_suggestions)
-        value = step.field_def.resolve(source, info, **args)
+        if step.lean is not None:
+            value = step.lean(source, info)
+        else:
+            args = step.args
+            if step.dynamic_args:
+                args = get_argument_values(step.field_def, step.nodes[0], ex.variable_values, None,
+                                           ex.hide_suggestions)
+            value = step.field_def.resolve(source, info, **args)
         if ex.is_awaitable(value):
             self.pending.append((step, source, value))
             return _PENDING
@@ -314,7 +376,7 @@ class Run:
                     info = self.ex.build_resolve_info(step.field_def, step.nodes, parent, path)
                 if plan.is_type_of(value, info) is not True:
                     raise Bail
-            return self.object(plan, value, path)
+            return plan.run(self, value, path)
         if type(value) is not list and type(value) is not tuple:
             raise Bail
         item = completion.item
@@ -323,19 +385,17 @@ class Run:
         out = []
         append = out.append
         if item.kind is LEAF:
-            coerce = item.coerce
             for entry in value:
                 if entry is None:
                     if not item.nullable:
                         raise Bail
                     append(None)
-                    continue
-                if isinstance(entry, Exception):
-                    raise Bail
-                coerced = coerce(entry)
-                if coerced is None or coerced is Undefined:
-                    raise Bail
-                append(coerced)
+                elif type(entry) is item.same:
+                    append(entry)
+                elif type(entry) is item.enum:
+                    append(item.names[entry])
+                else:
+                    append(_coerce(item, entry))
             return out
         for index, entry in enumerate(value):
             if entry is None:
@@ -345,5 +405,83 @@ class Run:
                 continue
             if isinstance(entry, Exception):
                 raise Bail
-            append(self.complete(item, entry, Path(path, index, None), step, parent, info))
+            append(self.complete(item, entry, new_path(Path, (path, index, None)) if item.needs_path else None,
+                                 step, parent, info))
         return out
+
+
+# -- generated code -------------------------------------------------------------
+# Each ObjectPlan runs as a Python function generated from its steps: straight-line code
+# per response key with the step's constants bound as names, so completing a value costs
+# an attribute read, a type test and a dict store. What it does per step is what
+# `Run.complete` does generically (lists of lists and of leaves go through it).
+
+def _generate(plan: ObjectPlan) -> tuple[str, Any]:
+    names: dict[str, Any] = {"Bail": Bail, "Path": Path, "new_path": new_path, "_coerce": _coerce,
+                             "_PENDING": _PENDING, "T": plan.type}
+    lines = ["def run_plan(run, source, path):", "    out = {}"]
+    for i, step in enumerate(plan.steps):
+        names[f"S{i}"] = step
+        key = repr(step.key)
+        if step.how is TYPENAME:
+            lines.append(f"    out[{key}] = {step.typename!r}")
+            continue
+        field_path = f"new_path(Path, (path, {key}, {plan.type.name!r}))"
+        if step.how is ATTR:
+            attr = step.attr
+            read = f"source.{attr}" if attr.isidentifier() and not keyword.iskeyword(attr) else f"getattr(source, {attr!r})"
+            lines.append(f"    v = {read}")
+            lines.extend("    " + line for line in _completion_code(i, step.completion, key, field_path, names,
+                                                                  has_info=False))
+        else:
+            lines.append(f"    info = run.ex.build_resolve_info(S{i}.field_def, S{i}.nodes, T, {field_path})")
+            lines.append(f"    v = run.resolve(S{i}, source, info)")
+            lines.append("    if v is not _PENDING:")
+            lines.extend("        " + line for line in _completion_code(i, step.completion, key, field_path, names,
+                                                                      has_info=True))
+    lines.append("    return out")
+    source = "\n".join(lines) + "\n"
+    exec(compile(source, f"<plan {plan.type.name}>", "exec"), names)
+    return source, names["run_plan"]
+
+
+def _completion_code(i: int, completion: Completion, key: str, field_path: str, names: dict[str, Any], *,
+                     has_info: bool) -> list[str]:
+    """Completing `v` into `out[key]`, as Run.complete would."""
+    names[f"C{i}"] = completion
+    code = ["if v is None:", f"    out[{key}] = None" if completion.nullable else "    raise Bail"]
+    if completion.kind is LEAF:
+        if completion.same is not None:
+            code += [f"elif type(v) is {completion.same.__name__}:", f"    out[{key}] = v"]
+        if completion.enum is not None:
+            names[f"E{i}"], names[f"M{i}"] = completion.enum, completion.names
+            code += [f"elif type(v) is E{i}:", f"    out[{key}] = M{i}[v]"]
+        return code + ["else:", f"    out[{key}] = _coerce(C{i}, v)"]
+    code += ["elif isinstance(v, Exception):", "    raise Bail", "else:"]
+    path = field_path if completion.needs_path else "None"
+    info = "info" if has_info else f"run.ex.build_resolve_info(S{i}.field_def, S{i}.nodes, T, p)"
+    item = completion.item
+    if completion.kind is OBJECT:
+        names[f"R{i}"] = completion.plan.run
+        code.append(f"    p = {path}")
+        if completion.plan.is_type_of is not None:
+            names[f"I{i}"] = completion.plan.is_type_of
+            code += [f"    if I{i}(v, {info}) is not True:", "        raise Bail"]
+        return code + [f"    out[{key}] = R{i}(run, v, p)"]
+    if item.kind is not OBJECT:   # leaves, or lists of lists
+        return code + [f"    out[{key}] = run.complete(C{i}, v, {path}, S{i}, T, {'info' if has_info else 'None'})"]
+    names[f"R{i}"] = item.plan.run
+    code += [f"    p = {path}",
+             "    if type(v) is not list and type(v) is not tuple:", "        raise Bail",
+             "    items = []", "    append = items.append"]
+    if item.plan.is_type_of is not None:
+        names[f"I{i}"] = item.plan.is_type_of
+        code.append(f"    item_info = {info}")   # graphql-core passes the list field's info for each item
+    item_path = "new_path(Path, (p, index, None))" if item.needs_path else "None"
+    code += ["    for index, e in enumerate(v):",
+             "        if e is None:", "            append(None)" if item.nullable else "            raise Bail",
+             "        elif isinstance(e, Exception):", "            raise Bail",
+             "        else:"]
+    if item.plan.is_type_of is not None:
+        code += [f"            if I{i}(e, item_info) is not True:", "                raise Bail"]
+    return code + [f"            append(R{i}(run, e, {item_path}))", f"    out[{key}] = items"]
