@@ -208,19 +208,20 @@ def wallet_account(ctx: RequestContext, wallet: WalletRecord) -> AccountRef:
     return authorize(ctx, wallet.account_id)
 
 
-def _with_wallet(ctx: RequestContext, wallet: WalletRecord,
-                 then: Callable[[list[HoldingRecord], list[SourceFetch]], T]) -> T | Awaitable[T]:
-    def from_view(view: AccountView) -> T:
-        fetches = [f for f in view.fetches if f.source is wallet.source and any(w.id == wallet.id for w in f.wallets)]
-        return then(view.by_wallet.get(wallet.id, []), fetches)
-    return with_view(ctx, authorize(ctx, wallet.account_id).config, from_view)
+def _with_wallet(ctx: RequestContext, wallet: WalletRecord, then: Callable[[AccountView], T]) -> T | Awaitable[T]:
+    return with_view(ctx, authorize(ctx, wallet.account_id).config, then)
+
+
+def _wallet_fetches(view: AccountView, wallet: WalletRecord) -> list[SourceFetch]:
+    return [f for f in view.fetches if f.source is wallet.source and any(w.id == wallet.id for w in f.wallets)]
 
 
 def wallet_holdings(ctx: RequestContext, wallet: WalletRecord, filter_: Any, order_by: Any,
                     first: int | None, after: str | None) -> Any:
-    return _with_wallet(ctx, wallet, lambda holdings, _: _listing(wallet.id, holdings, filter_, order_by, first, after))
+    return _with_wallet(ctx, wallet, lambda view: _listing(wallet.id, view.by_wallet.get(wallet.id, []), filter_,
+                                                           order_by, first, after))
 
 
 def wallet_total(ctx: RequestContext, wallet: WalletRecord, currency: str) -> Any:
-    return _with_wallet(ctx, wallet, lambda holdings, fetches: value_total(select(holdings, selection(None)),
-                                                                          currency, fetches))
+    return _with_wallet(ctx, wallet, lambda view: value_total(select(view.by_wallet.get(wallet.id, []), selection(None)),
+                                                              currency, _wallet_fetches(view, wallet)))
