@@ -41,6 +41,26 @@ class Shape:
     operation: OperationDefinitionNode | None = None
 
 
+_SHAPES: dict[tuple[int, str | None], tuple[Any, Shape | None]] = {}
+MAX_SHAPES = 512
+
+
+def measure_cached(document: Any, operation_name: str | None, variables: dict[str, Any] | None) -> Shape | None:
+    """`measure`, kept per parsed document when there are no variables (ParserCache hands the
+    same DocumentNode to every request with the same text). A Shape is not changed once built."""
+    if variables:
+        return measure(document, operation_name, variables)
+    key = (id(document), operation_name)
+    known = _SHAPES.get(key)
+    if known is not None and known[0] is document:
+        return known[1]
+    shape = measure(document, operation_name, variables)
+    if len(_SHAPES) >= MAX_SHAPES:
+        _SHAPES.clear()
+    _SHAPES[key] = (document, shape)   # the document is kept, so its id stays its own
+    return shape
+
+
 def measure(document: Any, operation_name: str | None, variables: dict[str, Any] | None) -> Shape | None:
     operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
     fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
@@ -197,7 +217,7 @@ class OperationLimits(SchemaExtension):
             # The spec requires a name to choose; strawberry would silently run the first.
             return _reject("GRAPHQL_VALIDATION_FAILED",
                            "Must provide operation name if query contains multiple operations.")
-        shape = self.shape = measure(ec.graphql_document, ec.operation_name, ec.variables)
+        shape = self.shape = measure_cached(ec.graphql_document, ec.operation_name, ec.variables)
         if shape is None:
             return None
         config = ctx.state.config

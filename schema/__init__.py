@@ -4,13 +4,14 @@ from __future__ import annotations
 from typing import Any
 
 import strawberry
-from strawberry.extensions import ParserCache, ValidationCache
+from strawberry.extensions import ParserCache
 from strawberry.schema.config import StrawberryConfig
 
 from gateway.operation_limits import OperationLimits
 from schema import scalars
 from schema.execution import GatewayExecutionContext
 from schema.query import Query
+from schema.validation import DocumentValidationCache
 from schema.types import Account, Holding, Token, Wallet
 
 FEDERATION_VERSION = "2.7"   # the spec linked in the SDL; composes with @apollo/composition 2.x
@@ -30,8 +31,8 @@ def build_schema() -> strawberry.Schema:
         query=Query,
         federation_version=FEDERATION_VERSION,
         types=[Account, Wallet, Token, Holding],
-        # Factories, not instances: per-request extension objects, shared module-level LRU caches.
-        extensions=[lambda: ParserCache(maxsize=512), lambda: ValidationCache(maxsize=512), OperationLimits],
+        # Factories, not instances: per-request extension objects, shared module-level caches.
+        extensions=[lambda: ParserCache(maxsize=512), DocumentValidationCache, OperationLimits],
         config=StrawberryConfig(auto_camel_case=True, scalar_map=scalars.SCALAR_MAP),
         execution_context_class=GatewayExecutionContext,   # plain fields read directly (schema/execution.py)
     )
