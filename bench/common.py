@@ -14,6 +14,7 @@ import random
 import re
 import resource
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -21,6 +22,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -100,6 +102,66 @@ def memory_kib(pid: int, field: str) -> int:
             m = re.search(rf"^{field}:\s+(\d+) kB", Path(f"/proc/{p}/status").read_text(), re.M)
             total += int(m.group(1)) if m else 0
     return total
+
+
+# --------------------------------------------------------------------------- a lean latency client
+
+class RawHTTP:
+    """One keep-alive HTTP/1.1 connection sending prebuilt request bytes: a latency client
+    that spends microseconds per request, so a latency figure is the gateway's time, not
+    also httpx's building the request and reading a 55 KB body in Python (~0.5 ms)."""
+
+    def __init__(self, url: str):
+        parts = urlsplit(url)
+        self.host = f"{parts.hostname}:{parts.port}"
+        self.sock = socket.create_connection((parts.hostname, parts.port), timeout=60)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.pending = b""
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self) -> "RawHTTP":
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def post_bytes(self, path: str, body: bytes, headers: dict[str, str]) -> bytes:
+        lines = [f"POST {path} HTTP/1.1", f"host: {self.host}", "content-type: application/json",
+                 f"content-length: {len(body)}", *(f"{k}: {v}" for k, v in headers.items())]
+        return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+    def roundtrip(self, request: bytes) -> tuple[float, float, int, bytes]:
+        """(monotonic start, end, status, body): end is when the body's last byte arrived."""
+        started = time.monotonic()
+        self.sock.sendall(request)
+        head = self._until(b"\r\n\r\n")
+        status = int(head.split(b" ", 2)[1])
+        fields = dict(line.split(b":", 1) for line in head.split(b"\r\n")[1:] if b":" in line)
+        fields = {k.strip().lower(): v.strip() for k, v in fields.items()}
+        if b"content-length" not in fields:
+            raise RuntimeError("RawHTTP reads responses with a content-length only")
+        body = self._exactly(int(fields[b"content-length"]))
+        return started, time.monotonic(), status, body
+
+    def _until(self, marker: bytes) -> bytes:
+        while marker not in self.pending:
+            self._receive()
+        head, self.pending = self.pending.split(marker, 1)
+        return head
+
+    def _exactly(self, size: int) -> bytes:
+        while len(self.pending) < size:
+            self._receive()
+        body, self.pending = self.pending[:size], self.pending[size:]
+        return body
+
+    def _receive(self) -> None:
+        chunk = self.sock.recv(1 << 20)
+        if not chunk:
+            raise ConnectionError("the server closed the connection")
+        self.pending += chunk
 
 
 # --------------------------------------------------------------------------- processes
