@@ -17,7 +17,9 @@ already-loaded data, so calling one again there is harmless.
 
 Resolvers that return an awaitable (the account's data not loaded yet, or an async
 resolver) are gathered: the run finishes what it can, awaits them all together, and
-runs again, using each awaited value for the (field, source) that produced it.
+runs again. Within a run each resolver is called once per (field, source object): the
+next round reuses what the last one resolved or awaited, so the objects below a resolver
+stay the same ones and their own awaited values are found again.
 
 Not planned (graphql-core's path): documents with any directive (@skip/@include depend
 on variables, @defer/@stream change delivery), anything but queries, abstract types and
@@ -299,12 +301,13 @@ def _checks_type(completion: Completion) -> bool:
 
 class Run:
     """One plan's run over one object, in as many rounds as its awaitables need."""
-    __slots__ = ("ex", "pending", "awaited")
+    __slots__ = ("ex", "pending", "resolved")
 
     def __init__(self, ex: Any) -> None:
         self.ex = ex
         self.pending: list[tuple[Step, Any, Any]] = []
-        self.awaited: dict[tuple[int, int], tuple[Any, Any]] = {}
+        # (id(step), id(source)) -> (source, value); the source is kept, so its id stays its own
+        self.resolved: dict[tuple[int, int], tuple[Any, Any]] = {}
 
     def complete_root(self, plan: ObjectPlan, source: Any, info: Any, path: Path) -> Any:
         """The completed object, an awaitable of it, or Bail."""
@@ -329,7 +332,7 @@ class Run:
             for (step, owner, _), value in zip(pending, values):
                 if isinstance(value, BaseException):
                     raise Bail from value   # graphql-core calls it again and reports the error
-                self.awaited[(id(step), id(owner))] = (owner, value)   # owner kept: its id stays its own
+                self.resolved[(id(step), id(owner))] = (owner, value)
             result = self._round(plan, source, path)
             if not self.pending:
                 return result
@@ -347,10 +350,10 @@ class Run:
         return plan.run(self, source, path)
 
     def resolve(self, step: Step, source: Any, info: Any) -> Any:
-        if self.awaited:
-            known = self.awaited.get((id(step), id(source)))
-            if known is not None and known[0] is source:
-                return known[1]
+        key = (id(step), id(source))
+        known = self.resolved.get(key)
+        if known is not None and known[0] is source:
+            return known[1]
         ex = self.ex
         if step.lean is not None:
             value = step.lean(source, info)
@@ -363,6 +366,7 @@ class Run:
         if ex.is_awaitable(value):
             self.pending.append((step, source, value))
             return _PENDING
+        self.resolved[key] = (source, value)
         return value
 
     def complete(self, completion: Completion, value: Any, path: Path, step: Step, parent: GraphQLObjectType,
