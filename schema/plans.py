@@ -1,5 +1,5 @@
-"""Selection plans: an object's whole sub-selection, compiled once per document, run in
-one tight loop.
+"""Selection plans: an object's whole sub-selection, compiled once per document into
+Python code.
 
 graphql-core completes a response one field at a time: for every output value it looks
 the field up, builds a path and a ResolveInfo, calls the resolver, tests for an awaitable
@@ -7,7 +7,7 @@ and walks `complete_value`. For a deep balance query that is ~1,500 values and m
 the request's CPU. A plan does that work once per (object type, field nodes) of a
 document: for each response key it knows how to get the value (an attribute of the
 record, a resolver, or `__typename`) and how to complete it (coerce a leaf, run a nested
-plan, or each item of a list), so running it is a loop over a tuple.
+plan, or each item of a list), and runs as a function generated from those steps.
 
 A plan runs only the happy path. Anything else — a missing attribute, an exception, a
 null where the schema forbids one, a value a scalar refuses, a failed `is_type_of` — stops
@@ -36,7 +36,7 @@ from typing import Any
 from graphql import (GraphQLBoolean, GraphQLID, GraphQLObjectType, GraphQLString, OperationDefinitionNode,
                      OperationType, is_leaf_type, is_list_type, is_non_null_type, is_object_type)
 from graphql.execution.values import get_argument_values
-from graphql.language import FieldNode, InlineFragmentNode, SelectionSetNode, VariableNode, visit, Visitor
+from graphql.language import FieldNode, Visitor, visit
 from graphql.pyutils import Path, Undefined
 from strawberry.schema.schema_converter import CustomGraphQLEnumType, GraphQLCoreConverter
 from strawberry.types.arguments import convert_arguments
