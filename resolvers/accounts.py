@@ -10,6 +10,7 @@ from gateway.errors import ClientCode
 from gateway.records import (HoldingRecord, Source, SourceError, SourceFetch, SourceState,
                              SourceWarning, WalletRecord)
 from gateway.resilience import BreakerState
+from gateway.upstream import CURRENT_OPTIONS, FetchOptions
 from resolvers.context import RequestContext
 from resolvers.errors import client_error
 from resolvers.valuation import derive_values
@@ -53,18 +54,43 @@ def configured_sources(ctx: RequestContext, account: AccountConfig) -> list[Sour
     return [s for s in Source if s in ctx.state.clients and account.source(s) is not None]
 
 
+def _identities(ctx: RequestContext, account: AccountConfig, source: Source) -> list[object]:
+    key = (account.id, source)
+    identities = ctx.identities.get(key)
+    if identities is None:
+        identities = ctx.identities[key] = ctx.state.clients[source].identities(account)
+    return identities
+
+
 async def fetch_account(ctx: RequestContext, account: AccountConfig) -> list[SourceFetch]:
     """Every fetch for the account's sources, concurrently, via the per-request loaders."""
-    loads = []
-    for source in configured_sources(ctx, account):
-        key = (account.id, source)
-        identities = ctx.identities.get(key)
-        if identities is None:
-            identities = ctx.identities[key] = ctx.state.clients[source].identities(account)
-        loads.extend(ctx.loaders[source].load(identity) for identity in identities)
+    loads = [ctx.loaders[source].load(identity) for source in configured_sources(ctx, account)
+             for identity in _identities(ctx, account, source)]
     fetches: list[SourceFetch] = list(await asyncio.gather(*loads)) if loads else []
     ctx.note_failures(fetches)
     return fetches
+
+
+def remembered_fetches(ctx: RequestContext, account: AccountConfig) -> list[SourceFetch] | None:
+    """The account's fetches when every one is in the memo of normalized reads, else None.
+    Each one found is primed into its loader either way, so the loaders hand it out without
+    reading (or counting) it again."""
+    fetches: list[SourceFetch] = []
+    complete = True
+    token = CURRENT_OPTIONS.set(ctx.fetch_options.get(account.id) or FetchOptions(deadline=ctx.deadline))
+    try:
+        for source in configured_sources(ctx, account):
+            loader, upstream = ctx.loaders[source], ctx.state.clients[source].upstream
+            for identity in _identities(ctx, account, source):
+                fetch = upstream.recall(identity)
+                if fetch is None:
+                    complete = False
+                else:
+                    loader.prime(identity, fetch)
+                    fetches.append(fetch)
+    finally:
+        CURRENT_OPTIONS.reset(token)
+    return fetches if complete else None
 
 
 @dataclass(slots=True)
@@ -82,17 +108,29 @@ async def account_view(ctx: RequestContext, account: AccountConfig) -> AccountVi
 
 
 def start_view(ctx: RequestContext, account: AccountConfig) -> asyncio.Future[AccountView]:
-    """The account's view being built: its upstream reads start now if they have not yet."""
+    """The account's view being built: its upstream reads start now if they have not yet.
+    When the memo holds every read, the view is built here and now: no loader round, no
+    task (a cached request's fields then all resolve in graphql-core's first pass)."""
     pending = ctx.views.get(account.id)
     if pending is None:
-        pending = ctx.views[account.id] = asyncio.ensure_future(_build_view(ctx, account))
+        remembered = remembered_fetches(ctx, account)
+        if remembered is not None:
+            pending = asyncio.get_running_loop().create_future()
+            ctx.note_failures(remembered)
+            pending.set_result(_view_of(ctx, remembered))
+        else:
+            pending = asyncio.ensure_future(_build_view(ctx, account))
+        ctx.views[account.id] = pending
     return pending
 
 
 async def _build_view(ctx: RequestContext, account: AccountConfig) -> AccountView:
+    return _view_of(ctx, await fetch_account(ctx, account))
+
+
+def _view_of(ctx: RequestContext, fetches: list[SourceFetch]) -> AccountView:
     # All sources, always: derived prices come from the other sources, so a holding's
     # value must not depend on which sources a query happened to ask for.
-    fetches = await fetch_account(ctx, account)
     holdings = derive_values([h for f in fetches for h in f.holdings])
     for h in holdings:
         ctx.seen_tokens.setdefault(h.token.id, h.token)

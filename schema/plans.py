@@ -16,10 +16,9 @@ propagation and their paths are graphql-core's own. Resolvers are reads of the r
 already-loaded data, so calling one again there is harmless.
 
 Resolvers that return an awaitable (the account's data not loaded yet, or an async
-resolver) are gathered: the run finishes what it can, awaits them all together, and
-runs again. Within a run each resolver is called once per (field, source object): the
-next round reuses what the last one resolved or awaited, so the objects below a resolver
-stay the same ones and their own awaited values are found again.
+resolver) are gathered: the run completes everything else, then awaits them together
+and completes each awaited value in its place; what that completion leaves pending is
+awaited in the next round. Nothing is completed twice.
 
 Not planned (graphql-core's path): documents with any directive (@skip/@include depend
 on variables, @defer/@stream change delivery), anything but queries, abstract types and
@@ -300,60 +299,54 @@ def _checks_type(completion: Completion) -> bool:
 
 
 class Run:
-    """One plan's run over one object, in as many rounds as its awaitables need."""
-    __slots__ = ("ex", "pending", "resolved")
+    """One plan's run over one object. A resolver that returns an awaitable leaves a
+    placeholder under its key (so the keys keep their order) and is completed when the
+    awaitables of this round have been awaited together; completing it may leave more."""
+    __slots__ = ("ex", "pending")
 
     def __init__(self, ex: Any) -> None:
         self.ex = ex
-        self.pending: list[tuple[Step, Any, Any]] = []
-        # (id(step), id(source)) -> (source, value); the source is kept, so its id stays its own
-        self.resolved: dict[tuple[int, int], tuple[Any, Any]] = {}
+        # (step, awaitable, the dict it completes into, parent path, parent type, info)
+        self.pending: list[tuple[Step, Any, dict[str, Any], Path, GraphQLObjectType, Any]] = []
 
     def complete_root(self, plan: ObjectPlan, source: Any, info: Any, path: Path) -> Any:
         """The completed object, an awaitable of it, or Bail."""
         if plan.is_type_of is not None and plan.is_type_of(source, info) is not True:
             raise Bail
-        result = self._round(plan, source, path)
+        try:
+            result = plan.run(self, source, path)
+        except BaseException:
+            self._discard()   # never awaited: close them, graphql-core calls again
+            raise
         if not self.pending:
             return result
-        return self._rounds(plan, source, path)
+        return self._rounds(result)
 
-    def _round(self, plan: ObjectPlan, source: Any, path: Path) -> dict[str, Any]:
+    async def _rounds(self, result: dict[str, Any]) -> dict[str, Any]:
         try:
-            return self.object(plan, source, path)
+            for _ in range(MAX_ROUNDS):
+                pending, self.pending = self.pending, []
+                values = await asyncio.gather(*(entry[1] for entry in pending), return_exceptions=True)
+                for (step, _, out, path, parent, info), value in zip(pending, values):
+                    if isinstance(value, BaseException):
+                        raise Bail from value   # graphql-core calls it again and reports the error
+                    out[step.key] = self.complete_step(step, value, path, parent, info)
+                if not self.pending:
+                    return result
+            raise Bail
         except BaseException:
-            self._discard(self.pending)   # never awaited: close them, graphql-core calls again
+            self._discard()
             raise
 
-    async def _rounds(self, plan: ObjectPlan, source: Any, path: Path) -> Any:
-        for _ in range(MAX_ROUNDS):
-            pending, self.pending = self.pending, []
-            values = await asyncio.gather(*(aw for _, _, aw in pending), return_exceptions=True)
-            for (step, owner, _), value in zip(pending, values):
-                if isinstance(value, BaseException):
-                    raise Bail from value   # graphql-core calls it again and reports the error
-                self.resolved[(id(step), id(owner))] = (owner, value)
-            result = self._round(plan, source, path)
-            if not self.pending:
-                return result
-        self._discard(self.pending)
-        raise Bail
-
-    @staticmethod
-    def _discard(pending: list[tuple[Step, Any, Any]]) -> None:
-        for _, _, aw in pending:
-            close = getattr(aw, "close", None)
+    def _discard(self) -> None:
+        for entry in self.pending:
+            close = getattr(entry[1], "close", None)
             if close is not None:
                 close()
+        self.pending.clear()
 
-    def object(self, plan: ObjectPlan, source: Any, path: Path) -> dict[str, Any]:
-        return plan.run(self, source, path)
-
-    def resolve(self, step: Step, source: Any, info: Any) -> Any:
-        key = (id(step), id(source))
-        known = self.resolved.get(key)
-        if known is not None and known[0] is source:
-            return known[1]
+    def resolve(self, step: Step, source: Any, info: Any, out: dict[str, Any], path: Path,
+                parent: GraphQLObjectType) -> Any:
         ex = self.ex
         if step.lean is not None:
             value = step.lean(source, info)
@@ -364,10 +357,29 @@ class Run:
                                            ex.hide_suggestions)
             value = step.field_def.resolve(source, info, **args)
         if ex.is_awaitable(value):
-            self.pending.append((step, source, value))
+            out[step.key] = None   # its place in the key order; the value comes in a later round
+            self.pending.append((step, value, out, path, parent, info))
             return _PENDING
-        self.resolved[key] = (source, value)
         return value
+
+    def complete_step(self, step: Step, value: Any, path: Path, parent: GraphQLObjectType, info: Any) -> Any:
+        """A step's value completed, as the generated code does it (for awaited values)."""
+        completion = step.completion
+        if value is None:
+            if completion.nullable:
+                return None
+            raise Bail
+        if completion.kind is LEAF:
+            kind = type(value)
+            if kind is completion.same:
+                return value
+            if kind is completion.enum:
+                return completion.names[value]
+            return _coerce(completion, value)
+        if isinstance(value, Exception):
+            raise Bail
+        field_path = new_path(Path, (path, step.key, parent.name)) if completion.needs_path else None
+        return self.complete(completion, value, field_path, step, parent, info)
 
     def complete(self, completion: Completion, value: Any, path: Path, step: Step, parent: GraphQLObjectType,
                  info: Any) -> Any:
@@ -439,7 +451,7 @@ def _generate(plan: ObjectPlan) -> tuple[str, Any]:
                                                                   has_info=False))
         else:
             lines.append(f"    info = run.ex.build_resolve_info(S{i}.field_def, S{i}.nodes, T, {field_path})")
-            lines.append(f"    v = run.resolve(S{i}, source, info)")
+            lines.append(f"    v = run.resolve(S{i}, source, info, out, path, T)")
             lines.append("    if v is not _PENDING:")
             lines.extend("        " + line for line in _completion_code(i, step.completion, key, field_path, names,
                                                                       has_info=True))

@@ -245,3 +245,22 @@ def test_a_breaker_that_changes_before_the_response_is_stored_makes_it_unusable(
     assert cache.store(("k",), ledger, before, [], b"{}")
     assert cache.lookup(("k",)) is None
 
+
+
+def test_a_request_partly_in_the_memo_reads_each_fetch_once():
+    """All of an account's reads in the memo: its view is built at once (no loader round).
+    Only some: those are handed to the loaders as they are, and only the rest is read
+    (here from the cached pages), so every (source, identity) counts one hit either way."""
+    with stack(sources={"cache_ttl_s": 60}, cache={"responses": False}) as (world, client, app):
+        client.post(STATUS)                                  # reads the upstreams, fills the memo
+        reads = calls(world)
+        hits = source_hits(client)
+        everything = client.post(STATUS).json()              # all from the memo
+        per_request = source_hits(client) - hits
+        assert per_request >= 5 and calls(world) == reads
+        app.state.gateway.clients[Source.COBO].upstream.normalized.clear()   # Cobo's pages only
+        hits = source_hits(client)
+        partly = client.post(STATUS).json()
+        assert source_hits(client) - hits == per_request and calls(world) == reads
+        assert partly == everything
+        assert all(s["fromCache"] and s["upstreamCalls"] == 0 for s in by_source(partly).values())
