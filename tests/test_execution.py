@@ -271,14 +271,20 @@ query Everything($n: Int) {
 """
 
 
-def test_the_gateway_answers_the_same_with_and_without_plans(client, monkeypatch):
-    graphql_core_objects: list[str] = []
+def _count_graphql_core_objects(monkeypatch) -> list[str]:
+    """The object types graphql-core completes itself from now on (none while plans hold)."""
+    completed: list[str] = []
     original = GatewayExecutionContext.__mro__[1].complete_object_value
 
     def counting(self, return_type, *args):
-        graphql_core_objects.append(return_type.name)
+        completed.append(return_type.name)
         return original(self, return_type, *args)
     monkeypatch.setattr(GatewayExecutionContext.__mro__[1], "complete_object_value", counting)
+    return completed
+
+
+def test_the_gateway_answers_the_same_with_and_without_plans(client, monkeypatch):
+    graphql_core_objects = _count_graphql_core_objects(monkeypatch)
     with_plans = client.post(GATEWAY_QUERY, {"n": 3})
     assert graphql_core_objects == []   # every object completed by its plan, none fell back
     monkeypatch.setattr(plans, "plannable", lambda ex: False)
@@ -367,13 +373,7 @@ def random_queries(count: int, seed: int) -> list[str]:
 
 def test_random_queries_answer_the_same_with_and_without_plans(client, monkeypatch):
     queries = random_queries(60, seed=7)
-    graphql_core_objects: list[str] = []
-    original = GatewayExecutionContext.__mro__[1].complete_object_value
-
-    def counting(self, return_type, *args):
-        graphql_core_objects.append(return_type.name)
-        return original(self, return_type, *args)
-    monkeypatch.setattr(GatewayExecutionContext.__mro__[1], "complete_object_value", counting)
+    graphql_core_objects = _count_graphql_core_objects(monkeypatch)
     with_plans = [client.post(q) for q in queries]
     # Nested async fields (wallets { account { sources } }) take more rounds, not graphql-core.
     assert graphql_core_objects == []
