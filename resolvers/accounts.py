@@ -117,7 +117,10 @@ def start_view(ctx: RequestContext, account: AccountConfig) -> asyncio.Future[Ac
         if remembered is not None:
             pending = asyncio.get_running_loop().create_future()
             ctx.note_failures(remembered)
-            pending.set_result(_view_of(ctx, remembered))
+            try:
+                pending.set_result(_view_of(ctx, remembered))
+            except Exception as exc:   # as the task would: the fields that ask get the error
+                pending.set_exception(exc)
         else:
             pending = asyncio.ensure_future(_build_view(ctx, account))
         ctx.views[account.id] = pending

@@ -1,4 +1,9 @@
-"""A faster path through graphql-core for the fields most of a response is made of.
+"""Faster paths through graphql-core for the fields most of a response is made of.
+
+Objects below the root are completed by selection plans compiled per document
+(schema/plans.py), which fall back to graphql-core on anything unusual. What graphql-core
+still completes itself (root fields, and whatever plans leave to it) takes the direct
+path for plain fields described here.
 
 Most output values are read straight off a record (`amount`, `symbol`, `token`):
 strawberry fields without a resolver, whose value is `getattr(source, python_name)`.
