@@ -41,6 +41,9 @@ class ServerConfig(_Model):
                                         "authorization", "x-api-key"]
     # A request identical to one still running waits for that one's answer (gateway/reuse.py).
     coalesce_identical: bool = True
+    # Objects completed by selection plans compiled per document (schema/plans.py); off,
+    # graphql-core completes every object itself (same answers, slower).
+    compiled_plans: bool = True
 
 
 class LimitsConfig(_Model):

@@ -54,6 +54,13 @@ def _plan(parent_type: GraphQLObjectType, field_name: str) -> _Plan:
     return plan
 
 
+def _plans_allowed(context: Any) -> bool:
+    """`[server] compiled_plans` of the gateway serving the request (on without a gateway)."""
+    state = getattr(context, "state", None)
+    config = getattr(state, "config", None)
+    return config is None or config.server.compiled_plans
+
+
 class GatewayExecutionContext(StrawberryGraphQLCoreExecutionContext):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -63,7 +70,7 @@ class GatewayExecutionContext(StrawberryGraphQLCoreExecutionContext):
         self.plain_fields_direct = manager is None or not manager.middlewares
         # Objects below the root are completed by compiled plans (schema/plans.py) until one
         # bails out; after that, graphql-core completes the rest of this operation.
-        self.plans_on = self.plain_fields_direct and plans.plannable(self)
+        self.plans_on = self.plain_fields_direct and _plans_allowed(self.context_value) and plans.plannable(self)
 
     def complete_object_value(self, return_type: GraphQLObjectType, field_details_list: Any, info: Any,
                               path: Any, result: Any, position_context: Any) -> Any:

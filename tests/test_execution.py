@@ -385,3 +385,18 @@ def test_random_queries_answer_the_same_with_and_without_plans(client, monkeypat
         assert a.content == b.content, query
         answered += "errors" not in a.json()
     assert answered >= 50   # the generator mostly builds valid, answerable queries
+
+
+def test_plans_can_be_switched_off_in_the_config(monkeypatch):
+    from tests.stack import stack
+    query = GATEWAY_QUERY
+    with stack(server={"compiled_plans": False}) as (_, client, _app):
+        completed = _count_graphql_core_objects(monkeypatch)
+        off = client.post(query, {"n": 3})
+        assert off.status_code == 200 and "errors" not in off.json()
+        assert {"Account", "Wallet", "Holding", "Token"} <= set(completed)   # graphql-core did it all
+    with stack() as (_, client, _app):
+        completed.clear()
+        on = client.post(query, {"n": 3})
+        assert completed == []
+    assert on.content == off.content   # two stacks over the same generated world
