@@ -19,6 +19,7 @@ from graphql import (ExecutionResult, FieldNode, FragmentDefinitionNode, Fragmen
 from strawberry.extensions import SchemaExtension
 
 from gateway import ids
+from gateway.by_identity import MISSING, ByIdentity
 from resolvers.fields import read_early
 
 # Fields whose resolution reads an account's upstream data; all but history need its view.
@@ -41,23 +42,17 @@ class Shape:
     operation: OperationDefinitionNode | None = None
 
 
-_SHAPES: dict[tuple[int, str | None], tuple[Any, Shape | None]] = {}
-MAX_SHAPES = 512
+_SHAPES = ByIdentity(maxsize=512)
 
 
 def measure_cached(document: Any, operation_name: str | None, variables: dict[str, Any] | None) -> Shape | None:
-    """`measure`, kept per parsed document when there are no variables (ParserCache hands the
-    same DocumentNode to every request with the same text). A Shape is not changed once built."""
+    """`measure`, kept per parsed document when there are no variables. A Shape is not
+    changed once built."""
     if variables:
         return measure(document, operation_name, variables)
-    key = (id(document), operation_name)
-    known = _SHAPES.get(key)
-    if known is not None and known[0] is document:
-        return known[1]
-    shape = measure(document, operation_name, variables)
-    if len(_SHAPES) >= MAX_SHAPES:
-        _SHAPES.clear()
-    _SHAPES[key] = (document, shape)   # the document is kept, so its id stays its own
+    shape = _SHAPES.get((document,), operation_name)
+    if shape is MISSING:
+        shape = _SHAPES.put((document,), measure(document, operation_name, variables), operation_name)
     return shape
 
 

@@ -32,15 +32,17 @@ import enum
 import keyword
 from typing import Any
 
-from graphql import (GraphQLBoolean, GraphQLID, GraphQLObjectType, GraphQLString, OperationDefinitionNode,
-                     OperationType, is_leaf_type, is_list_type, is_non_null_type, is_object_type)
+from graphql import (GraphQLBoolean, GraphQLID, GraphQLObjectType, GraphQLString, OperationType,
+                     is_leaf_type, is_list_type, is_non_null_type, is_object_type)
 from graphql.execution.values import get_argument_values
 from graphql.language import FieldNode, Visitor, visit
 from graphql.pyutils import Path, Undefined
 from strawberry.schema.schema_converter import CustomGraphQLEnumType, GraphQLCoreConverter
 from strawberry.types.arguments import convert_arguments
 
-MAX_PLANS = 4096        # plans kept across requests (per process); all dropped when full
+from gateway.by_identity import MISSING, ByIdentity
+
+MAX_PLANS = 4096        # plans kept across requests (per process)
 MAX_ROUNDS = 4          # rounds of awaiting before graphql-core takes over
 
 # How a step gets its value, and how a value is completed.
@@ -150,57 +152,60 @@ class ObjectPlan:
         self.type, self.is_type_of, self.steps = type_, type_.is_type_of, steps
         self.needs_path = self.is_type_of is not None or any(
             step.how is RESOLVE or (step.completion is not None and step.completion.needs_path) for step in steps)
-        self.source, self.run = _generate(self)
+        self.source, self.run = _generate(self)   # `source`: the generated code, to read when debugging
 
 
 # -- which documents ----------------------------------------------------------
-_DOCUMENTS: dict[int, tuple[OperationDefinitionNode, bool]] = {}
+_DOCUMENTS = ByIdentity(maxsize=MAX_PLANS)   # operation node -> plannable?
 
 
-class _FindDirective(Visitor):
-    found = False
+class _Finds(Visitor):
+    """Stops at the first node of one kind ("directive", "variable")."""
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.kind, self.found = kind, False
 
-    def enter_directive(self, *_: Any) -> Any:
-        self.found = True
-        return self.BREAK
+    def enter(self, node: Any, *_: Any) -> Any:
+        if node.kind == self.kind:
+            self.found = True
+            return self.BREAK
+        return None
+
+
+def _contains(nodes: Any, kind: str) -> bool:
+    finder = _Finds(kind)
+    for node in nodes:
+        visit(node, finder)
+        if finder.found:
+            return True
+    return False
 
 
 def plannable(ex: Any) -> bool:
     """A query whose operation and fragments carry no directive: what it selects then does
     not depend on variables, so one plan serves every request with this document."""
     operation = ex.operation
-    known = _DOCUMENTS.get(id(operation))
-    if known is not None and known[0] is operation:
-        return known[1]
-    ok = operation.operation is OperationType.QUERY
-    for node in [operation, *(f.definition for f in ex.fragments.values())] if ok else ():
-        finder = _FindDirective()
-        visit(node, finder)
-        ok = ok and not finder.found
-    if len(_DOCUMENTS) >= MAX_PLANS:
-        _DOCUMENTS.clear()
-    _DOCUMENTS[id(operation)] = (operation, ok)   # the node is kept, so its id is not reused
-    return ok
+    known = _DOCUMENTS.get((operation,))
+    if known is not MISSING:
+        return known
+    ok = operation.operation is OperationType.QUERY and not _contains(
+        [operation, *(f.definition for f in ex.fragments.values())], "directive")
+    return _DOCUMENTS.put((operation,), ok)
 
 
 # -- compiling ----------------------------------------------------------------
-_PLANS: dict[tuple[int, tuple[int, ...]], tuple[Any, ObjectPlan | None]] = {}
+_PLANS = ByIdentity(maxsize=MAX_PLANS)   # (object type, *field nodes) -> ObjectPlan or None
 
 
 def plan_for(ex: Any, return_type: GraphQLObjectType, field_details_list: Any) -> ObjectPlan | None:
     """The plan for completing `return_type` with these fields' selections, or None."""
-    nodes = tuple(fd.node for fd in field_details_list)
-    key = (id(return_type), tuple(map(id, nodes)))
-    known = _PLANS.get(key)
-    if known is not None:
-        return known[1]
+    objects = (return_type, *(fd.node for fd in field_details_list))
+    known = _PLANS.get(objects)
+    if known is not MISSING:
+        return known
     if any(fd.defer_usage is not None or fd.fragment_variable_values is not None for fd in field_details_list):
         return None
-    plan = _compile_object(ex, return_type, field_details_list)
-    if len(_PLANS) >= MAX_PLANS:
-        _PLANS.clear()
-    _PLANS[key] = ((return_type, nodes), plan)   # type and nodes kept alive: their ids stay theirs
-    return plan
+    return _PLANS.put(objects, _compile_object(ex, return_type, field_details_list))
 
 
 def _compile_object(ex: Any, type_: GraphQLObjectType, field_details_list: Any) -> ObjectPlan | None:
@@ -236,7 +241,7 @@ def _compile_step(ex: Any, parent: GraphQLObjectType, key: str, sub_fields: Any)
             and getattr(field_def.resolve, "_is_default", False)):
         return Step(key, ATTR, attr=strawberry_field.python_name, field_def=field_def, nodes=nodes,
                     completion=completion)
-    dynamic = _uses_variables(node)
+    dynamic = _contains(node.arguments or (), "variable")
     args: dict[str, Any] | None = None
     lean = None
     if not dynamic:
@@ -261,19 +266,6 @@ def _compile_type(ex: Any, type_: Any, sub_fields: Any) -> Completion | None:
         plan = _compile_object(ex, inner, sub_fields)
         return None if plan is None else Completion(nullable, OBJECT, plan=plan)
     return None   # an interface or union: the runtime type decides
-
-
-def _uses_variables(node: FieldNode) -> bool:
-    class Finder(Visitor):
-        found = False
-
-        def enter_variable(self, *_: Any) -> Any:
-            self.found = True
-            return self.BREAK
-    finder = Finder()
-    for argument in node.arguments or ():
-        visit(argument, finder)
-    return finder.found
 
 
 # -- running ------------------------------------------------------------------

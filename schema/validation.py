@@ -4,7 +4,7 @@ strawberry's ValidationCache keeps them in an lru_cache keyed by (schema, docume
 rules), and a DocumentNode's hash walks its whole AST: every request paid a full walk
 of its document (~3% of a deep query) just to find its entry. ParserCache hands every
 request with the same text the same DocumentNode object, so here the key is that
-object's identity (the entry keeps the document alive, so its id stays its own).
+object's identity (gateway/by_identity.py).
 """
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from typing import Any, Iterator
 from strawberry.extensions import SchemaExtension
 from strawberry.schema.schema import validate_document
 
-MAX_DOCUMENTS = 512
-_VALIDATED: dict[tuple[int, int, tuple[Any, ...]], tuple[Any, Any, list[Any]]] = {}
+from gateway.by_identity import MISSING, ByIdentity
+
+_VALIDATED = ByIdentity(maxsize=512)
 
 
 class DocumentValidationCache(SchemaExtension):
@@ -25,12 +26,7 @@ class DocumentValidationCache(SchemaExtension):
 
 
 def validated(schema: Any, document: Any, rules: tuple[Any, ...]) -> list[Any]:
-    key = (id(schema), id(document), rules)
-    known = _VALIDATED.get(key)
-    if known is not None and known[0] is schema and known[1] is document:
-        return known[2]
-    errors = validate_document(schema, document, rules)
-    if len(_VALIDATED) >= MAX_DOCUMENTS:
-        _VALIDATED.clear()
-    _VALIDATED[key] = (schema, document, errors)
+    errors = _VALIDATED.get((schema, document), rules)
+    if errors is MISSING:
+        errors = _VALIDATED.put((schema, document), validate_document(schema, document, rules), rules)
     return errors

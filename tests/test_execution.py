@@ -207,15 +207,23 @@ def test_variables_and_directives_answer_like_graphql_core(variables: dict):
     assert ("many" in expected[0]["holder"]) is variables["show"]
 
 
-def _count_graphql_core_fields(monkeypatch) -> list[str]:
-    slow: list[str] = []
-    original = GatewayExecutionContext.__mro__[1].execute_field
+def _record_graphql_core(monkeypatch, method: str, describe) -> list[str]:
+    """What graphql-core's own `method` is called for from now on, as `describe` names it."""
+    seen: list[str] = []
+    base = GatewayExecutionContext.__mro__[1]
+    original = getattr(base, method)
 
-    def counting(self, parent_type, source, field_details_list, path, position_context):
-        slow.append(f"{parent_type.name}.{field_details_list[0].node.name.value}")
-        return original(self, parent_type, source, field_details_list, path, position_context)
-    monkeypatch.setattr(GatewayExecutionContext.__mro__[1], "execute_field", counting)
-    return slow
+    def recording(self, *args):
+        seen.append(describe(*args))
+        return original(self, *args)
+    monkeypatch.setattr(base, method, recording)
+    return seen
+
+
+def _count_graphql_core_fields(monkeypatch) -> list[str]:
+    """The fields graphql-core resolves itself, as "Type.field"."""
+    return _record_graphql_core(monkeypatch, "execute_field",
+                                lambda parent_type, _source, fields, *_: f"{parent_type.name}.{fields[0].node.name.value}")
 
 
 def test_a_plan_completes_the_whole_object(monkeypatch):
@@ -273,14 +281,7 @@ query Everything($n: Int) {
 
 def _count_graphql_core_objects(monkeypatch) -> list[str]:
     """The object types graphql-core completes itself from now on (none while plans hold)."""
-    completed: list[str] = []
-    original = GatewayExecutionContext.__mro__[1].complete_object_value
-
-    def counting(self, return_type, *args):
-        completed.append(return_type.name)
-        return original(self, return_type, *args)
-    monkeypatch.setattr(GatewayExecutionContext.__mro__[1], "complete_object_value", counting)
-    return completed
+    return _record_graphql_core(monkeypatch, "complete_object_value", lambda return_type, *_: return_type.name)
 
 
 def test_the_gateway_answers_the_same_with_and_without_plans(client, monkeypatch):
