@@ -23,7 +23,7 @@ import threading
 from pathlib import Path
 
 from bench.common import LARGE, Gateway, Sims, build_world, run_wrk, world_digest
-from bench.perf import ALL_BALANCES, DEEP, SMALL, gateway_config, warm_cache
+from bench.perf import ALL_BALANCES, DEMO_KEY, DEEP, SMALL, gateway_config, warm_cache
 from gateway.simulators.world import gateway_key
 
 QUERIES = {"small": SMALL, "deep": DEEP, "all-balances": ALL_BALANCES}
@@ -84,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cached", action="store_true", help="cache on and warmed (default: cache off)")
     parser.add_argument("--large", action="store_true", help=f"every request for the large account `{LARGE}`")
     parser.add_argument("--accounts", type=int, default=200)
+    parser.add_argument("--one-account", action="store_true", help="every request for the demo account")
+    parser.add_argument("--no-coalesce", action="store_true", help="[server] coalesce_identical = false")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--top", type=int, default=30)
@@ -96,11 +98,14 @@ def main(argv: list[str] | None = None) -> int:
     py_spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
     world = build_world(args.accounts, large=args.large)
     keys = [gateway_key(LARGE)] if args.large else [gateway_key(f"user-{i:04d}") for i in range(1, args.accounts + 1)]
+    if args.one_account:
+        keys = [DEMO_KEY]
     with contextlib.ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-profile-")))
         sims = Sims(workdir, args.accounts, large=args.large)
         stack.callback(sims.stop)
-        gw = Gateway("profiled", gateway_config(world, sims.url, cache=args.cached), workdir)
+        gw = Gateway("profiled", gateway_config(world, sims.url, cache=args.cached,
+                                                         coalesce=not args.no_coalesce), workdir)
         stack.callback(gw.stop)
         sims.ready(world_digest(world))
         gw.ready()

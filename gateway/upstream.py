@@ -22,7 +22,7 @@ from typing import Any, Mapping
 import aiohttp
 import httpx
 
-from gateway import metrics as gateway_metrics, tracing
+from gateway import http as http_lanes, metrics as gateway_metrics, tracing
 from gateway.cache import Cache, CachedResponse, InFlight, RedisCache, cache_key
 from gateway.config import SourceConfig
 from gateway.errors import UpstreamCode, UpstreamError
@@ -34,7 +34,6 @@ log = logging.getLogger("gateway.upstream")
 
 MAX_NORMALIZED = 5_000                                   # identities whose normalized read is kept
 _REQUEST_SPECIFIC = frozenset({"STALE", "REFRESH_RATE_LIMITED"})   # true of one request only
-MAX_URLS = 4_096                                         # request URLs kept per upstream (Upstream._request)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +82,7 @@ class Upstream:
         self.limiter = ConcurrencyLimiter(config.max_concurrency)
         self.normalized: OrderedDict[Any, tuple[SourceFetch, float]] = OrderedDict()
         self.metrics = gateway_metrics.detached()   # the app's own, once create_app attaches them
-        self.urls: dict[tuple[str, tuple[tuple[str, str], ...]], httpx.URL] = {}   # see _request
+        self.lane = http_lanes.lane_for(http)
 
     # -- normalized results of cached reads ------------------------------------
     # A cache hit would otherwise re-parse and re-validate the same bytes on every request
@@ -275,16 +274,11 @@ class Upstream:
     async def _http(self, url: str, params: list[tuple[str, str]], headers: Mapping[str, str] | None,
                     timeout: float) -> LiveResponse:
         """One HTTP GET (waiting for a concurrency slot counts against the timeout)."""
+        cap = self.config.max_response_bytes
         try:
             async with asyncio.timeout(timeout):
                 async with self.limiter:
-                    # What `http.stream(...)` does, with the request built by _request.
-                    response = await self.http.send(self._request(url, params, headers, timeout), stream=True)
-                    try:
-                        body = await _read_capped(response, self.config.max_response_bytes)
-                        status, retry_after = response.status_code, parse_retry_after(response.headers.get("retry-after"))
-                    finally:
-                        await response.aclose()
+                    status, retry_after, body = await self.lane.get(url, params, headers, timeout, cap)
         except TimeoutError:
             raise UpstreamError(UpstreamCode.TIMEOUT, f"{self.name} did not answer within {timeout:.3g}s") from None
         except httpx.TimeoutException as exc:
@@ -295,28 +289,8 @@ class Upstream:
         except (httpx.HTTPError, aiohttp.ClientError, OSError):
             raise UpstreamError(UpstreamCode.UNAVAILABLE, f"{self.name} could not be reached") from None
         if body is None:
-            raise UpstreamError(UpstreamCode.BAD_RESPONSE,
-                                f"{self.name} sent more than {self.config.max_response_bytes} bytes", status=status)
-        return LiveResponse(status=status, body=body, fetched_at=time.time(), retry_after=retry_after)
-
-    def _request(self, url: str, params: list[tuple[str, str]], headers: Mapping[str, str] | None,
-                 timeout: float) -> httpx.Request:
-        """The GET, built by httpx. Parsing, validating and re-encoding the URL and its params
-        (httpx._urlparse, twice per call) cost ~50 µs of the ~300 µs CPU of an upstream call.
-        The URL httpx built the first time is kept and passed back as an httpx.URL, which httpx
-        neither re-parses nor re-encodes: the same bytes reach the upstream, for a dict lookup.
-        (The cache key holds the params list, so order and repeats count, as they do on the wire.)"""
-        http = self.http
-        key = (url, tuple(params))
-        target = self.urls.get(key)
-        if target is not None and not http.params:   # client-wide params would replace its query
-            return http.build_request("GET", target, headers=headers, timeout=timeout)
-        request = http.build_request("GET", url, params=params, headers=headers, timeout=timeout)
-        if request.url.is_absolute_url:   # then it does not depend on the client's base_url
-            if len(self.urls) >= MAX_URLS:
-                del self.urls[next(iter(self.urls))]   # the oldest
-            self.urls[key] = request.url
-        return request
+            raise UpstreamError(UpstreamCode.BAD_RESPONSE, f"{self.name} sent more than {cap} bytes", status=status)
+        return LiveResponse(status=status, body=body, fetched_at=time.time(), retry_after=parse_retry_after(retry_after))
 
 
 def _param_list(params: Any) -> list[tuple[str, str]]:
@@ -329,18 +303,3 @@ def _param_list(params: Any) -> list[tuple[str, str]]:
 def _warn(fetch: SourceFetch, code: str, message: str) -> None:
     if not any(w.code == code for w in fetch.warnings):
         fetch.warnings.append(SourceWarning(code=code, message=message))
-
-
-async def _read_capped(response: httpx.Response, cap: int) -> bytes | None:
-    """The streamed body, or None as soon as it exceeds `cap` bytes."""
-    declared = response.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > cap:
-        return None
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.aiter_bytes():
-        size += len(chunk)
-        if size > cap:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)

@@ -1,9 +1,10 @@
-"""Upstream._http over real HTTP (the gateway's own client: httpx on aiohttp).
+"""Upstream._http over real HTTP, through both lanes of gateway/http.py.
 
-`Upstream._request` keeps the URL httpx built for (url, params) and passes it back as an
-httpx.URL; these tests pin what reaches the server (path, query string and headers, byte for
-byte, the first time and from the kept URL) and the rest of `_http`: the byte cap, timeouts,
-unreachable upstreams, Retry-After.
+The gateway's own client sends on its aiohttp session directly (DirectLane); any other httpx
+client goes through httpx (HttpxLane). Both keep the URL httpx built for (url, params). These
+tests pin what reaches the server (path, query string and headers, byte for byte, the first
+time and from the kept URL, against httpx's own request as the oracle) and the rest of
+`_http`: the byte cap, timeouts, unreachable upstreams, Retry-After, cookies.
 """
 from __future__ import annotations
 
@@ -19,7 +20,10 @@ from starlette.routing import Route
 from gateway.cache import InFlight
 from gateway.config import SourceConfig
 from gateway.errors import UpstreamCode, UpstreamError
-from gateway.http import make_http_client
+import httpx
+from httpx_aiohttp import AiohttpTransport
+
+from gateway.http import DirectLane, HttpxLane, make_http_client
 from gateway.records import Source
 from gateway.serving import ServerThread, free_port
 from gateway.upstream import Upstream, _param_list
@@ -74,9 +78,21 @@ def server():
         yield srv
 
 
+@pytest.fixture(params=["direct", "httpx"])
+def lane(request) -> str:
+    return request.param
+
+
+def new_client(lane: str) -> httpx.AsyncClient:
+    """The gateway's own client (DirectLane), or another httpx client (HttpxLane)."""
+    return make_http_client() if lane == "direct" else httpx.AsyncClient(transport=AiohttpTransport())
+
+
 def _upstream(base_url: str, http) -> Upstream:
     config = SourceConfig(base_url=base_url, max_retries=0, max_response_bytes=CAP)
-    return Upstream(Source.DALP, config, http, None, InFlight())
+    upstream = Upstream(Source.DALP, config, http, None, InFlight())
+    assert isinstance(upstream.lane, DirectLane if http.__class__.__name__ == "_Client" else HttpxLane)
+    return upstream
 
 
 # What the gateway sent before Upstream._request (httpx.stream with params=...), captured then.
@@ -99,9 +115,9 @@ CASES = [
 
 
 @pytest.mark.parametrize("params,query", CASES, ids=range(len(CASES)))
-async def test_same_bytes_reach_the_upstream(server, params, query):
+async def test_same_bytes_reach_the_upstream(server, lane, params, query):
     headers = {"X-Api-Key": "k-1", "Authorization": "Bearer t"}
-    http = make_http_client()
+    http = new_client(lane)
     try:
         upstream = _upstream(server.url, http)
         pairs = _param_list(params)
@@ -109,7 +125,7 @@ async def test_same_bytes_reach_the_upstream(server, params, query):
         for _ in range(3):   # built by httpx, then twice from the kept URL
             live = await upstream._http(server.url + PATH, pairs, headers, 5)
             assert live.status == 200 and live.body == b"{}"
-        assert len(upstream.urls) == 1
+        assert len(upstream.lane.urls) == 1
         # httpx's own request with params= over the same client: the oracle.
         async with http.stream("GET", server.url + PATH, params=pairs, headers=headers) as response:
             await response.aread()
@@ -121,24 +137,24 @@ async def test_same_bytes_reach_the_upstream(server, params, query):
     assert query_string == query
 
 
-async def test_kept_urls_follow_the_params_and_are_bounded(server, monkeypatch):
-    monkeypatch.setattr("gateway.upstream.MAX_URLS", 3)
-    http = make_http_client()
+async def test_kept_urls_follow_the_params_and_are_bounded(server, lane, monkeypatch):
+    monkeypatch.setattr("gateway.http.MAX_URLS", 3)
+    http = new_client(lane)
     try:
         upstream = _upstream(server.url, http)
         seen.clear()
         for pairs in ([("a", "1"), ("b", "2")], [("b", "2"), ("a", "1")], [("a", "1")], [("a", "1"), ("a", "1")],
                       [("a", "1"), ("b", "2")]):
             await upstream._http(server.url + "/p", pairs, None, 5)
-        assert len(upstream.urls) == 3
+        assert len(upstream.lane.urls) == 3
     finally:
         await http.aclose()
     assert [s[1] for s in seen] == [b"a=1&b=2", b"b=2&a=1", b"a=1", b"a=1&a=1", b"a=1&b=2"]
 
 
 @pytest.mark.parametrize("path", ["/declared-over", f"/streamed?size={CAP + 1}", "/gzip-bomb"])
-async def test_byte_cap(server, path):
-    http = make_http_client()
+async def test_byte_cap(server, lane, path):
+    http = new_client(lane)
     try:
         upstream = _upstream(server.url, http)
         url, _, query = path.partition("?")
@@ -152,8 +168,8 @@ async def test_byte_cap(server, path):
         await http.aclose()
 
 
-async def test_timeout_and_unreachable(server):
-    http = make_http_client()
+async def test_timeout_and_unreachable(server, lane):
+    http = new_client(lane)
     try:
         with pytest.raises(UpstreamError) as caught:
             await _upstream(server.url, http)._http(server.url + "/slow", [], None, 0.2)
@@ -166,8 +182,8 @@ async def test_timeout_and_unreachable(server):
         await http.aclose()
 
 
-async def test_retry_after(server):
-    http = make_http_client()
+async def test_retry_after(server, lane):
+    http = new_client(lane)
     try:
         upstream = _upstream(server.url, http)
         live = await upstream._http(server.url + "/throttled", [("after", "7")], None, 5)
