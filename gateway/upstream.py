@@ -17,7 +17,7 @@ import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
-from typing import Any, Mapping
+from typing import Any, Awaitable, Callable, Mapping
 
 import aiohttp
 import httpx
@@ -75,7 +75,8 @@ class Upstream:
         self.config = config
         self.http = http
         self.cache = cache
-        self.inflight = inflight
+        self.inflight = inflight      # page reads in flight, shared across sources (keys hold the source)
+        self.reads = InFlight()       # whole normalized reads in flight, by identity (share)
         self.policy = RetryPolicy(max_attempts=1 + config.max_retries)
         self.budget = RetryBudget(ratio=config.retry_budget_ratio)
         self.breaker = CircuitBreaker(failure_threshold=config.breaker_failures, cooldown_s=config.breaker_cooldown_s)
@@ -117,7 +118,23 @@ class Upstream:
         while len(self.normalized) > MAX_NORMALIZED:
             self.normalized.popitem(last=False)
 
-    # -- the entry point ------------------------------------------------------
+    # -- whole reads in flight --------------------------------------------------
+    async def share(self, identity: Any, read: Callable[[], Awaitable[SourceFetch]]) -> SourceFetch:
+        """`read()` (all pages of one identity, normalized), shared with the requests asking for the
+        same identity with the same freshness options while it runs: concurrent requests for one
+        account then parse and normalize its pages once, not once each. Each caller gets its own
+        copy (records and lists are never mutated by consumers, as with `recall`), and counts the
+        read as its own: its upstream calls, and its wait as waiting for the upstream."""
+        options = CURRENT_OPTIONS.get()
+        waiting = time.perf_counter()
+        fetch = await self.reads.run((identity, options.refresh, options.max_age_s), read)
+        ledger = CURRENT_LEDGER.get()
+        if ledger is not None:   # a live read: the response is not reproducible from the memo
+            ledger.other_reads = True
+            ledger.waits.append((waiting, time.perf_counter()))
+        return replace(fetch, warnings=list(fetch.warnings), cache_writes=[])
+
+    # -- one page -----------------------------------------------------------------
     async def get(self, fetch: SourceFetch, url: str, params: Any, headers: Mapping[str, str] | None) -> LiveResponse:
         options = CURRENT_OPTIONS.get()
         ledger = CURRENT_LEDGER.get()

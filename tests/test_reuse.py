@@ -264,3 +264,41 @@ def test_a_request_partly_in_the_memo_reads_each_fetch_once():
         assert source_hits(client) - hits == per_request and calls(world) == reads
         assert partly == everything
         assert all(s["fromCache"] and s["upstreamCalls"] == 0 for s in by_source(partly).values())
+
+
+def test_requests_running_together_share_each_read_and_its_normalization(monkeypatch):
+    """Coalescing off: every request executes, but the reads they need at the same time are made
+    and normalized once (Upstream.share); each request still reports them as its own."""
+    from gateway.sources.base import SourceClient
+    normalized: list[str] = []
+    read = SourceClient._read
+
+    async def counted(self, identity):
+        normalized.append(self.source.value)
+        return await read(self, identity)
+    monkeypatch.setattr(SourceClient, "_read", counted)
+    with stack(cache={"enabled": False}, server={"coalesce_identical": False}) as (world, client, _):
+        alone = client.post(STATUS).json()
+        once, per_request = calls(world), len(normalized)
+        for control in world.controls.values():
+            control.latency_s = 0.3
+        responses = [r.json() for r in _at_once(client, ["demo-key"] * 6)]
+        assert kept(client)["coalesced"] == 0                            # six executions...
+        assert calls(world) == 2 * once and len(normalized) == 2 * per_request   # ...one read each
+        for body in responses:
+            assert body["data"]["viewer"]["holdings"] == alone["data"]["viewer"]["holdings"]
+            assert {s: (v["state"], v["upstreamCalls"]) for s, v in by_source(body).items()} == \
+                {s: (v["state"], v["upstreamCalls"]) for s, v in by_source(alone).items()}
+
+
+def test_a_response_built_on_a_shared_live_read_is_not_kept():
+    """A request that joined another's live read read the upstream, not the memo: its answer
+    must not be kept (it has no memo entry to expire with)."""
+    with stack(sources={"cache_ttl_s": 60}, server={"coalesce_identical": False}) as (world, client, _):
+        for control in world.controls.values():
+            control.latency_s = 0.3
+        responses = _at_once(client, ["demo-key"] * 4)
+        assert all(r.status_code == 200 and "errors" not in r.json() for r in responses)
+        assert kept(client)["stored"] == 0
+        client.post(STATUS)                                               # from the memo: kept
+        assert kept(client)["stored"] == 1
