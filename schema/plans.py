@@ -146,10 +146,14 @@ def _lean_call(ex: Any, field: Any, args: dict[str, Any]) -> LeanCall | None:
 class ObjectPlan:
     """An object type's selection: its steps, and `run(run, source, path) -> dict`, the
     Python function generated from them (see `_generate`)."""
-    __slots__ = ("type", "is_type_of", "steps", "needs_path", "run", "source")
+    __slots__ = ("type", "is_type_of", "record_type", "steps", "needs_path", "run", "source")
 
     def __init__(self, type_: GraphQLObjectType, steps: tuple[Step, ...]) -> None:
-        self.type, self.is_type_of, self.steps = type_, type_.is_type_of, steps
+        self.type, self.steps = type_, steps
+        # An `is_type_of` made by schema.types.record_check is `isinstance(value, record_type)`
+        # and never reads its info: test that inline, without building an info or a path for it.
+        self.record_type = getattr(type_.is_type_of, "record_type", None)
+        self.is_type_of = None if self.record_type is not None else type_.is_type_of
         self.needs_path = self.is_type_of is not None or any(
             step.how is RESOLVE or (step.completion is not None and step.completion.needs_path) for step in steps)
         self.source, self.run = _generate(self)   # `source`: the generated code, to read when debugging
@@ -305,6 +309,8 @@ class Run:
         """The completed object, an awaitable of it, or Bail."""
         if plan.is_type_of is not None and plan.is_type_of(source, info) is not True:
             raise Bail
+        if plan.record_type is not None and not isinstance(source, plan.record_type):
+            raise Bail
         try:
             result = plan.run(self, source, path)
         except BaseException:
@@ -384,6 +390,8 @@ class Run:
                     info = self.ex.build_resolve_info(step.field_def, step.nodes, parent, path)
                 if plan.is_type_of(value, info) is not True:
                     raise Bail
+            elif plan.record_type is not None and not isinstance(value, plan.record_type):
+                raise Bail
             return plan.run(self, value, path)
         if type(value) is not list and type(value) is not tuple:
             raise Bail
@@ -475,6 +483,9 @@ def _completion_code(i: int, completion: Completion, key: str, field_path: str, 
         if completion.plan.is_type_of is not None:
             names[f"I{i}"] = completion.plan.is_type_of
             code += [f"    if I{i}(v, {info}) is not True:", "        raise Bail"]
+        elif completion.plan.record_type is not None:
+            names[f"K{i}"] = completion.plan.record_type
+            code += [f"    if not isinstance(v, K{i}):", "        raise Bail"]
         return code + [f"    out[{key}] = R{i}(run, v, p)"]
     if item.kind is not OBJECT:   # leaves, or lists of lists
         return code + [f"    out[{key}] = run.complete(C{i}, v, {path}, S{i}, T, {'info' if has_info else 'None'})"]
@@ -492,4 +503,7 @@ def _completion_code(i: int, completion: Completion, key: str, field_path: str, 
              "        else:"]
     if item.plan.is_type_of is not None:
         code += [f"            if I{i}(e, item_info) is not True:", "                raise Bail"]
+    elif item.plan.record_type is not None:
+        names[f"K{i}"] = item.plan.record_type
+        code += [f"            if not isinstance(e, K{i}):", "                raise Bail"]
     return code + [f"            append(R{i}(run, e, {item_path}))", f"    out[{key}] = items"]

@@ -23,6 +23,7 @@ from graphql import (GraphQLEnumType, GraphQLInputObjectType, GraphQLInterfaceTy
 from graphql.pyutils import Undefined
 
 from schema import plans, scalars
+from schema.types import record_check
 from schema.execution import GatewayExecutionContext
 
 
@@ -49,6 +50,18 @@ class Tagged:
     @classmethod
     def is_type_of(cls, obj: object, _info: object) -> bool:   # refuses the "wrong_type" case's record
         return isinstance(obj, Record) and obj.name != "not a Tagged"
+
+
+class CheckedRecord:
+    def __init__(self, name: str):
+        self.name = name
+
+
+@strawberry.type
+class Checked:
+    """Its is_type_of is a record check: plans test it inline, graphql-core calls it."""
+    name: str
+    is_type_of = record_check(CheckedRecord)
 
 
 @strawberry.type
@@ -87,6 +100,14 @@ class Holder:
     @strawberry.field
     def tagged(self) -> Optional[Tagged]:
         return self.__dict__.get("tagged", Record(name="tag"))
+
+    @strawberry.field
+    def checked(self) -> Optional[Checked]:
+        return self.__dict__.get("checked", CheckedRecord("c"))
+
+    @strawberry.field
+    def checked_many(self) -> list[Optional[Checked]]:
+        return self.__dict__.get("checked_many", [CheckedRecord("c1"), None])
 
 
 class Record:
@@ -131,6 +152,9 @@ def sources() -> dict[str, object]:
                                  many_maybe=[]),
         "wrong_type": lambda: Record(label="x", leafy=good(), maybe_leafy=None, many=[], many_maybe=[],
                              tagged=Record(name="not a Tagged")),
+        "wrong_record": lambda: Record(label="x", leafy=good(), maybe_leafy=None, many=[], many_maybe=[],
+                               checked=Record(name="not a CheckedRecord"),
+                               checked_many=[CheckedRecord("fine"), Record(name="not a CheckedRecord")]),
     }
 
 
@@ -142,7 +166,7 @@ QUERY = """query { holder(case: "%s") {
   manyMaybe { name }
   ... on Holder { leafy { __typename count } }
   laterLabel pick(index: 0) { name } awaitedLeafy { name count } grid
-  tagged { name }
+  tagged { name } checked { name } checkedMany { name }
 } }"""
 # Variables in arguments are coerced per request; directives keep a document off plans.
 QUERY_VARIABLES = """query ($i: Int!, $show: Boolean!) { holder(case: "ok") {
@@ -195,6 +219,7 @@ def test_fast_paths_answer_exactly_like_graphql_core(case: str, context: str):
                                    "tags": ["a"], "renamed": "n1", "__typename": "Leafy"}
         assert (holder["laterLabel"], holder["pick"], holder["awaitedLeafy"], holder["grid"], holder["tagged"]) == \
             ("ok!", {"name": "n3"}, {"name": "n1", "count": 1}, [[1, 2], [3]], {"name": "tag"})
+        assert (holder["checked"], holder["checkedMany"]) == ({"name": "c"}, [{"name": "c1"}, None])
         assert not got[1]
     else:
         assert got[1], "each broken case reports an error"
@@ -250,8 +275,9 @@ def test_the_direct_path_is_taken_for_plain_fields_without_plans(monkeypatch):
     data, errors = run(build(NoPlans), QUERY % "ok")
     assert not errors
     # Only the root field, resolver fields and __typename take graphql-core's full path.
-    assert sorted(set(slow)) == ["Holder.awaitedLeafy", "Holder.computed", "Holder.grid", "Holder.laterLabel",
-                                 "Holder.pick", "Holder.tagged", "Leafy.__typename", "Query.holder"]
+    assert sorted(set(slow)) == ["Holder.awaitedLeafy", "Holder.checked", "Holder.checkedMany", "Holder.computed",
+                                 "Holder.grid", "Holder.laterLabel", "Holder.pick", "Holder.tagged",
+                                 "Leafy.__typename", "Query.holder"]
 
 
 # The real schema over the live gateway: the same answers with plans as without.
