@@ -13,7 +13,6 @@ from gateway.resilience import BreakerState
 from gateway.upstream import CURRENT_OPTIONS, FetchOptions
 from resolvers.context import RequestContext
 from resolvers.errors import client_error
-from resolvers.valuation import derive_values
 
 
 @dataclass(slots=True)
@@ -132,23 +131,10 @@ async def _build_view(ctx: RequestContext, account: AccountConfig) -> AccountVie
 
 
 def _view_of(ctx: RequestContext, fetches: list[SourceFetch]) -> AccountView:
-    # All sources, always: derived prices come from the other sources, so a holding's
-    # value must not depend on which sources a query happened to ask for.
-    holdings = derive_values([h for f in fetches for h in f.holdings])
-    for h in holdings:
+    valued = ctx.state.valued.of(fetches)
+    for h in valued.holdings:
         ctx.seen_tokens.setdefault(h.token.id, h.token)
-    by_wallet: dict[str, list[HoldingRecord]] = {}
-    for h in holdings:
-        by_wallet.setdefault(h.wallet.id, []).append(h)
-    return AccountView(fetches=fetches, wallets=wallets_of(fetches), holdings=holdings, by_wallet=by_wallet)
-
-
-def wallets_of(fetches: list[SourceFetch]) -> list[WalletRecord]:
-    seen: dict[str, WalletRecord] = {}
-    for f in fetches:
-        for w in f.wallets:
-            seen.setdefault(w.id, w)
-    return list(seen.values())
+    return AccountView(fetches=fetches, wallets=valued.wallets, holdings=valued.holdings, by_wallet=valued.by_wallet)
 
 
 def status_of(source: Source, fetches: list[SourceFetch]) -> SourceStatusView:

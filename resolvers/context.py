@@ -13,6 +13,7 @@ from gateway.registry import TokenRegistry
 from gateway.resilience import Deadline
 from gateway.upstream import FetchOptions
 from gateway.sources.base import SourceClient
+from resolvers.valuation import ValuedAccounts
 
 
 ADMIN = "\x00admin"  # key_index marker: not a valid account id
@@ -39,6 +40,7 @@ class GatewayState:
     # sha256(key) -> account id. Looking up a digest leaks nothing usable about the key,
     # and avoids comparing the presented key with every configured one.
     key_index: dict[bytes, str] = field(default_factory=dict)
+    valued: ValuedAccounts = field(default_factory=ValuedAccounts)   # accounts' valued holdings, per set of reads
 
     def __post_init__(self) -> None:
         for account in self.config.accounts:

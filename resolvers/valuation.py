@@ -7,11 +7,12 @@ mainnet observations, and UNRELIABLE prices are never propagated.
 """
 from __future__ import annotations
 
-from dataclasses import replace
+from collections import OrderedDict
+from dataclasses import dataclass, replace
 from typing import Iterable
 
 from gateway import money
-from gateway.records import HoldingRecord, Money, Price, PriceReliability, Source
+from gateway.records import HoldingRecord, Money, Price, PriceReliability, Source, SourceFetch, WalletRecord
 
 # Which source's price to prefer when several observed one: exact base units first.
 _PREFERENCE = {Source.ONEBALANCE: 0, Source.DALP: 1, Source.CALICO: 2, Source.COBO: 3, Source.CRYPTOFUSE: 4}
@@ -52,3 +53,51 @@ def derive_values(holdings: list[HoldingRecord]) -> list[HoldingRecord]:
                 h = replace(h, price=price, value=Money(money.derived_value(h.amount, seen.unit), seen.currency))
         out.append(h)
     return out
+
+
+class ValuedAccounts:
+    """An account's valued holdings, its wallets and its holdings by wallet, per set of fetches.
+
+    Requests that share a read (Upstream.share) or find it in the memo (Upstream.recall) hold
+    copies of one SourceFetch whose record lists are the same objects; valuing and indexing
+    them is then done once, not once per request. Entries are keyed by those lists'
+    identities and hold the lists, so no id can be reused while its entry stands. What is
+    returned is shared: like the fetched records, never mutated by consumers."""
+
+    def __init__(self, maxsize: int = 512):
+        self.maxsize = maxsize
+        self.entries: OrderedDict[tuple[int, ...], tuple[list, Valued]] = OrderedDict()
+
+    def of(self, fetches: list[SourceFetch]) -> "Valued":
+        lists = [f.holdings for f in fetches] + [f.wallets for f in fetches]
+        key = tuple(map(id, lists))
+        entry = self.entries.get(key)
+        if entry is not None:
+            self.entries.move_to_end(key)
+            return entry[1]
+        valued = Valued.of(fetches)
+        self.entries[key] = (lists, valued)
+        if len(self.entries) > self.maxsize:
+            self.entries.popitem(last=False)
+        return valued
+
+
+@dataclass(frozen=True, slots=True)
+class Valued:
+    holdings: list[HoldingRecord]                 # every fetch's, with derived values
+    wallets: list[WalletRecord]                   # by id, first seen first
+    by_wallet: dict[str, list[HoldingRecord]]     # wallet id -> its holdings
+
+    @staticmethod
+    def of(fetches: list[SourceFetch]) -> "Valued":
+        # All sources, always: derived prices come from the other sources, so a holding's
+        # value must not depend on which sources a query happened to ask for.
+        holdings = derive_values([h for f in fetches for h in f.holdings])
+        by_wallet: dict[str, list[HoldingRecord]] = {}
+        for h in holdings:
+            by_wallet.setdefault(h.wallet.id, []).append(h)
+        wallets: dict[str, WalletRecord] = {}
+        for f in fetches:
+            for w in f.wallets:
+                wallets.setdefault(w.id, w)
+        return Valued(holdings, list(wallets.values()), by_wallet)

@@ -236,3 +236,24 @@ def test_positions_totals_holdings_and_wallets_together_make_one_call_per_identi
     expected = {Source(s["source"]): s["upstreamCalls"] for s in body["data"]["viewer"]["sources"]}
     assert upstream_counts(demo_world) == expected
     assert all(n >= 1 for n in expected.values())
+
+
+@settings(max_examples=10, deadline=None)
+@given(holdings(max_size=40))
+def test_valued_accounts_value_the_same_reads_once(portfolio):
+    """Copies of the same fetches (shared reads, the memo) get the one valuation made for them;
+    other reads get their own; the store is bounded."""
+    from dataclasses import replace
+    from gateway.records import SourceFetch, SourceState
+    from resolvers.valuation import Valued, ValuedAccounts
+    wallets = list({h.wallet.id: h.wallet for h in portfolio}.values())
+    fetch = SourceFetch(source=Source.COBO, account_id="acct", state=SourceState.OK, wallets=wallets, holdings=portfolio)
+    store = ValuedAccounts(maxsize=2)
+    first = store.of([fetch])
+    assert first == Valued.of([fetch]) and first.holdings == derive_values(portfolio)
+    assert sum(len(v) for v in first.by_wallet.values()) == len(portfolio)
+    assert store.of([replace(fetch, warnings=[])]) is first           # a copy: same lists, same valuation
+    other = replace(fetch, holdings=list(portfolio))                   # a new read, equal records
+    assert store.of([other]) is not first and store.of([other]) == first
+    store.of([replace(fetch, holdings=[])])                            # a third: the first is dropped
+    assert len(store.entries) == 2 and store.of([fetch]) is not first
