@@ -21,7 +21,7 @@ Set-Cookie through urllib's cookie machinery on every response: ~35 µs a call.)
 """
 from __future__ import annotations
 
-from typing import Mapping, NamedTuple, Protocol
+from typing import AsyncIterator, Mapping, NamedTuple, Protocol
 
 import aiohttp
 import httpx
@@ -74,7 +74,8 @@ class HttpxLane:
         # What `http.stream(...)` does, with the request built by _request.
         response = await self.http.send(self._request(url, params, headers, timeout), stream=True)
         try:
-            body = await _read_capped(response, cap)
+            declared = response.headers.get("content-length")
+            body = await _capped(int(declared) if declared and declared.isdigit() else None, response.aiter_bytes(), cap)
             return Answer(response.status_code, response.headers.get("retry-after"), body)
         finally:
             await response.aclose()
@@ -99,7 +100,7 @@ class DirectLane:
 
     def __init__(self, http: _Client):
         self.http = http
-        self.defaults = {k: v for k, v in http.headers.items()}
+        self.defaults = dict(http.headers.items())
         # (url, params) → the URL as httpx encodes it, and the headers httpx puts before the caller's.
         self.urls: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[yarl.URL, dict[str, str]]] = {}
 
@@ -113,17 +114,8 @@ class DirectLane:
         where, first = target
         sent = {**first, **headers} if headers else first
         async with self.http.session().get(where, headers=sent, allow_redirects=False) as response:
-            declared = response.content_length
-            if declared is not None and declared > cap:
-                return Answer(response.status, response.headers.get("retry-after"), None)
-            chunks: list[bytes] = []
-            size = 0
-            async for chunk in response.content.iter_any():
-                size += len(chunk)
-                if size > cap:
-                    return Answer(response.status, response.headers.get("retry-after"), None)
-                chunks.append(chunk)
-            return Answer(response.status, response.headers.get("retry-after"), b"".join(chunks))
+            body = await _capped(response.content_length, response.content.iter_any(), cap)
+            return Answer(response.status, response.headers.get("retry-after"), body)
 
     def _target(self, url: str, params: Params) -> tuple[yarl.URL, dict[str, str]]:
         built = httpx.URL(url).copy_merge_params(params) if params else httpx.URL(url)   # as httpx.Request does
@@ -134,19 +126,19 @@ class DirectLane:
         return yarl.URL(str(built)), first   # as the transport passes it to aiohttp: yarl re-quotes it
 
 
-async def _read_capped(response: httpx.Response, cap: int) -> bytes | None:
-    """The streamed body, or None as soon as it exceeds `cap` bytes."""
-    declared = response.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > cap:
+async def _capped(declared: int | None, chunks: AsyncIterator[bytes], cap: int) -> bytes | None:
+    """The body (decoded) from its chunks, or None when its declared length or the chunks
+    read so far exceed `cap` bytes (reading stops there)."""
+    if declared is not None and declared > cap:
         return None
-    chunks: list[bytes] = []
+    parts: list[bytes] = []
     size = 0
-    async for chunk in response.aiter_bytes():
+    async for chunk in chunks:
         size += len(chunk)
         if size > cap:
             return None
-        chunks.append(chunk)
-    return b"".join(chunks)
+        parts.append(chunk)
+    return b"".join(parts)
 
 
 class _NoCookies(httpx.Cookies):
