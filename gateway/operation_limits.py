@@ -87,7 +87,7 @@ def measure(document: Any, operation_name: str | None, variables: dict[str, Any]
             shape.introspection = True
             return False
         reads = name in DATA_FIELDS
-        if name in VIEW_FIELDS:
+        if name in VIEW_FIELDS and not _windowed(node, variables):
             view[0] = True
         if name == "balanceHistory":
             first = _argument(node, "first", variables)
@@ -107,6 +107,14 @@ def measure(document: Any, operation_name: str | None, variables: dict[str, Any]
         shape.roots.append((root.name.value, args, reads, history))
         shape.needs_view.append(view[0])
     return shape
+
+
+def _windowed(node: FieldNode, variables: dict[str, Any]) -> bool:
+    """Whether the field's filter gives both ends of a time window. Its resolver rejects an
+    inverted window before any upstream call (resolvers.calico_window.validate_window), so
+    such a field does not start the account's reads early; it reads, if valid, when it runs."""
+    f = _argument(node, "filter", variables)
+    return isinstance(f, dict) and f.get("updatedAfter") is not None and f.get("updatedBefore") is not None
 
 
 def _argument(node: FieldNode, name: str, variables: dict[str, Any]) -> Any:

@@ -165,6 +165,23 @@ def test_reads_start_early_only_when_the_operation_needs_the_account(client, dem
     assert upstream_counts(demo_world) == {Source(s["source"]): s["upstreamCalls"] for s in body["data"]["viewer"]["sources"]}
 
 
+def test_a_filter_window_is_checked_before_the_account_is_read_early():
+    # An inverted window fails in its resolver before any upstream call; the early read must
+    # not have started them already (it did: the calls landed just after the response).
+    from graphql import parse
+    from gateway.operation_limits import measure
+    windowed = "query($f: HoldingFilter) { viewer { holdings(filter: $f) { totalCount } } }"
+    inverted = {"f": {"updatedAfter": "2025-09-27T00:00:00Z", "updatedBefore": "2025-09-26T00:00:00Z"}}
+    assert measure(parse(windowed), None, inverted).needs_view == [False]
+    assert measure(parse(windowed), None, {"f": {"updatedAfter": "2025-09-27T00:00:00Z"}}).needs_view == [True]
+    literal = '{ viewer { totalValue(filter: {updatedAfter: "2025-09-27T00:00:00Z", updatedBefore: "2025-09-26T00:00:00Z"}) ' \
+              '{ complete } } }'
+    assert measure(parse(literal), None, None).needs_view == [False]
+    # Another view field in the same operation still reads early.
+    assert measure(parse("query($f: HoldingFilter) { viewer { sources { state } holdings(filter: $f) { totalCount } } }"),
+                   None, inverted).needs_view == [True]
+
+
 def test_sources_are_fetched_concurrently(client, demo_world):
     latency = 0.3
     for control in demo_world.controls.values():
