@@ -431,6 +431,11 @@ class InFlight:
                 self._tasks[key] = task
         return await asyncio.shield(task)
 
+    def joining(self, key: Any) -> Awaitable[Any] | None:
+        """The execution running for `key`, to await as `run` would, or None when there is none."""
+        task = self._tasks.get(key)
+        return None if task is None else asyncio.shield(task)
+
     async def _execute(self, key: str, fn: Callable[[], Awaitable[T]]) -> T:
         try:
             return await fn()

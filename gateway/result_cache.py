@@ -51,6 +51,16 @@ class ReadLedger:
 CURRENT_LEDGER: contextvars.ContextVar[ReadLedger | None] = contextvars.ContextVar("read_ledger", default=None)
 
 
+def note_joined_read(waiting_since: float) -> None:
+    """The request joined another's live read (Upstream.share, resolvers.accounts.fetch_account):
+    its response is not reproducible from the memo, and the time since `waiting_since` was
+    spent waiting for upstreams."""
+    ledger = CURRENT_LEDGER.get()
+    if ledger is not None:
+        ledger.other_reads = True
+        ledger.waits.append((waiting_since, time.perf_counter()))
+
+
 @dataclass(slots=True)
 class StoredResponse:
     headers: list[tuple[bytes, bytes]]

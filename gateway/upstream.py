@@ -28,7 +28,7 @@ from gateway.config import SourceConfig
 from gateway.errors import UpstreamCode, UpstreamError
 from gateway.records import Source, SourceFetch, SourceState, SourceWarning
 from gateway.resilience import CircuitBreaker, ConcurrencyLimiter, Deadline, RetryBudget, RetryPolicy
-from gateway.result_cache import CURRENT_LEDGER, Dependency
+from gateway.result_cache import CURRENT_LEDGER, Dependency, note_joined_read
 
 log = logging.getLogger("gateway.upstream")
 
@@ -128,11 +128,8 @@ class Upstream:
         options = CURRENT_OPTIONS.get()
         waiting = time.perf_counter()
         fetch = await self.reads.run((identity, options.refresh, options.max_age_s), read)
-        ledger = CURRENT_LEDGER.get()
-        if ledger is not None:   # a live read: the response is not reproducible from the memo
-            ledger.other_reads = True
-            ledger.waits.append((waiting, time.perf_counter()))
-        return replace(fetch, warnings=list(fetch.warnings), cache_writes=[])
+        note_joined_read(waiting)
+        return joined_copy(fetch)
 
     # -- one page -----------------------------------------------------------------
     async def get(self, fetch: SourceFetch, url: str, params: Any, headers: Mapping[str, str] | None) -> LiveResponse:
@@ -308,6 +305,13 @@ class Upstream:
         if body is None:
             raise UpstreamError(UpstreamCode.BAD_RESPONSE, f"{self.name} sent more than {cap} bytes", status=status)
         return LiveResponse(status=status, body=body, fetched_at=time.time(), retry_after=parse_retry_after(retry_after))
+
+
+def joined_copy(fetch: SourceFetch) -> SourceFetch:
+    """A shared read's fetch for one more request: records and lists are never mutated by
+    consumers, so they are shared; what a request adds to (warnings) is its own, and the
+    reader has written the cache already."""
+    return replace(fetch, warnings=list(fetch.warnings), cache_writes=[])
 
 
 def _param_list(params: Any) -> list[tuple[str, str]]:

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -10,7 +12,8 @@ from gateway.errors import ClientCode
 from gateway.records import (HoldingRecord, Source, SourceError, SourceFetch, SourceState,
                              SourceWarning, WalletRecord)
 from gateway.resilience import BreakerState
-from gateway.upstream import CURRENT_OPTIONS, FetchOptions
+from gateway.result_cache import note_joined_read
+from gateway.upstream import CURRENT_OPTIONS, FetchOptions, joined_copy
 from resolvers.context import RequestContext
 from resolvers.errors import client_error
 
@@ -62,11 +65,39 @@ def _identities(ctx: RequestContext, account: AccountConfig, source: Source) -> 
 
 
 async def fetch_account(ctx: RequestContext, account: AccountConfig) -> list[SourceFetch]:
-    """Every fetch for the account's sources, concurrently, via the per-request loaders."""
+    """Every fetch for the account's sources, concurrently, via the per-request loaders.
+    Requests reading the same account with the same options at the same time share that
+    read (GatewayState.account_reads): the first runs it through its loaders, the others
+    join it and get their own copies, counted as their own, as Upstream.share does per
+    identity. Joining costs one wait instead of a load, a task and a join per identity."""
+    options = ctx.fetch_options.get(account.id)
+    key = (account.id, False, None) if options is None else (account.id, options.refresh, options.max_age_s)
+    reads = ctx.state.account_reads
+    in_flight = reads.joining(key)
+    if in_flight is not None:
+        fetches = await _join(ctx, account, in_flight)
+    else:
+        fetches = await reads.run(key, lambda: _load(ctx, account))
+    ctx.note_failures(fetches)
+    return fetches
+
+
+async def _load(ctx: RequestContext, account: AccountConfig) -> list[SourceFetch]:
     loads = [ctx.loaders[source].load(identity) for source in configured_sources(ctx, account)
              for identity in _identities(ctx, account, source)]
-    fetches: list[SourceFetch] = list(await asyncio.gather(*loads)) if loads else []
-    ctx.note_failures(fetches)
+    return list(await asyncio.gather(*loads)) if loads else []
+
+
+async def _join(ctx: RequestContext, account: AccountConfig, shared: Awaitable[list[SourceFetch]]) -> list[SourceFetch]:
+    waiting = time.perf_counter()
+    fetches = [joined_copy(f) for f in await shared]
+    note_joined_read(waiting)
+    # This request's loaders hand out the same fetches if another field asks for one.
+    at = iter(fetches)
+    for source in configured_sources(ctx, account):
+        loader = ctx.loaders[source]
+        for identity in _identities(ctx, account, source):
+            loader.prime(identity, next(at))
     return fetches
 
 

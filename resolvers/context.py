@@ -7,6 +7,7 @@ from typing import Any
 
 from aiodataloader import DataLoader
 
+from gateway.cache import InFlight
 from gateway.config import AccountConfig, GatewayConfig
 from gateway.records import Source, SourceFetch, Token
 from gateway.registry import TokenRegistry
@@ -41,6 +42,7 @@ class GatewayState:
     # and avoids comparing the presented key with every configured one.
     key_index: dict[bytes, str] = field(default_factory=dict)
     valued: ValuedAccounts = field(default_factory=ValuedAccounts)   # accounts' valued holdings, per set of reads
+    account_reads: InFlight = field(default_factory=InFlight)   # whole accounts being read (accounts.fetch_account)
 
     def __post_init__(self) -> None:
         for account in self.config.accounts:

@@ -155,14 +155,15 @@ def test_rate_limits_still_apply_to_kept_answers():
         assert kept(client)["hit"] == 3
 
 
-def _at_once(client: GraphQLClient, keys: list[str], query: str = STATUS) -> list:
+def _at_once(client: GraphQLClient, keys: list[str], query: str = STATUS,
+             variables: list[dict] | None = None) -> list:
     """Send one request per key, all at the same time; the responses in order."""
     out: list = [None] * len(keys)
     barrier = threading.Barrier(len(keys))
 
     def send(i: int) -> None:
         barrier.wait()
-        out[i] = client.post(query, key=keys[i])
+        out[i] = client.post(query, variables[i] if variables else None, key=keys[i])
     threads = [threading.Thread(target=send, args=(i,)) for i in range(len(keys))]
     for t in threads:
         t.start()
@@ -289,6 +290,36 @@ def test_requests_running_together_share_each_read_and_its_normalization(monkeyp
             assert body["data"]["viewer"]["holdings"] == alone["data"]["viewer"]["holdings"]
             assert {s: (v["state"], v["upstreamCalls"]) for s, v in by_source(body).items()} == \
                 {s: (v["state"], v["upstreamCalls"]) for s, v in by_source(alone).items()}
+
+
+def test_requests_reading_one_account_together_join_one_read_of_it(monkeypatch):
+    """Coalescing off: requests for the same account with the same options at the same time join
+    one read of the whole account (resolvers.accounts.fetch_account) instead of asking for each
+    identity themselves; each still reports the read as its own. Other options read apart."""
+    from gateway.sources.base import SourceClient
+    asked: list[str] = []
+    fetch = SourceClient.fetch
+
+    async def counted(self, identity):
+        asked.append(self.source.value)
+        return await fetch(self, identity)
+    monkeypatch.setattr(SourceClient, "fetch", counted)
+    with stack(cache={"enabled": False}, server={"coalesce_identical": False}) as (world, client, _):
+        alone = client.post(STATUS).json()
+        identities, once = len(asked), calls(world)
+        assert identities >= 5
+        for control in world.controls.values():
+            control.latency_s = 0.3
+        responses = [r.json() for r in _at_once(client, ["demo-key"] * 6)]
+        assert kept(client)["coalesced"] == 0
+        assert len(asked) == 2 * identities and calls(world) == 2 * once    # five of six joined
+        for body in responses:
+            assert body["data"]["viewer"]["holdings"] == alone["data"]["viewer"]["holdings"]
+            assert {s: (v["state"], v["upstreamCalls"]) for s, v in by_source(body).items()} == \
+                {s: (v["state"], v["upstreamCalls"]) for s, v in by_source(alone).items()}
+        refreshed = _at_once(client, ["demo-key"] * 2, variables=[{}, {"refresh": True}])
+        assert all("errors" not in r.json() for r in refreshed)
+        assert len(asked) == 4 * identities    # one read each (their identical page GETs may still share)
 
 
 def test_a_response_built_on_a_shared_live_read_is_not_kept():
