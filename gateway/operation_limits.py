@@ -26,7 +26,7 @@ from resolvers.fields import read_early
 VIEW_FIELDS = frozenset({"wallets", "holdings", "positions", "totalValue", "sources"})
 DATA_FIELDS = VIEW_FIELDS | {"balanceHistory"}
 HISTORY_PAGE = 100
-EARLY_READ_TURNS = 6
+EARLY_READ_TURNS = 8
 
 
 @dataclass
@@ -202,9 +202,10 @@ class OperationLimits(SchemaExtension):
                     and read_early(ec.context, [(name, args, view) for (name, args, _, _), view
                                                 in zip(shape.roots, shape.needs_view)]):
                 # Admitted, and it needs the caller's account: let the reads go out before
-                # graphql-core's first pass. Loop turns until they have: the view task asks
-                # the loaders (1), aiodataloader schedules and runs its dispatch (2-4), the
-                # fetches send their requests (5-6). More turns than that only delay this request.
+                # graphql-core's first pass. Loop turns until they have: the view task starts
+                # the account's read (1-2), the loaders dispatch (3-4), each identity's read and
+                # its first page start as shared reads (5-7), aiohttp writes the request (8).
+                # tests/test_gateway.py checks that they have; a layer more needs a turn more.
                 for _ in range(EARLY_READ_TURNS):
                     await asyncio.sleep(0)
         yield

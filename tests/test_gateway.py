@@ -165,6 +165,37 @@ def test_reads_start_early_only_when_the_operation_needs_the_account(client, dem
     assert upstream_counts(demo_world) == {Source(s["source"]): s["upstreamCalls"] for s in body["data"]["viewer"]["sources"]}
 
 
+def test_early_reads_are_on_the_wire_before_execution_starts(client, demo_world, monkeypatch):
+    # OperationLimits.on_execute turns the loop EARLY_READ_TURNS times so that, on kept-alive
+    # connections, the caller's reads are sent before graphql-core's first pass; each layer
+    # between the view and aiohttp costs a turn.
+    import aiohttp.client_reqrep
+    from gateway.operation_limits import OperationLimits
+    events: list[str] = []
+    send, on_execute = aiohttp.client_reqrep.ClientRequest.send, OperationLimits.on_execute
+
+    async def sending(self, conn):
+        events.append("sent")
+        return await send(self, conn)
+
+    async def executing(self):
+        steps = on_execute(self)
+        await steps.__anext__()
+        events.append("executes")
+        yield
+        await anext(steps, None)
+    monkeypatch.setattr(aiohttp.client_reqrep.ClientRequest, "send", sending)
+    monkeypatch.setattr(OperationLimits, "on_execute", executing)
+    query = "{ viewer { totalValue { complete } sources { state } } }"
+    client.query(query)   # connections to the upstreams open (connecting takes I/O, not turns)
+    for control in demo_world.controls.values():
+        control.reset()
+    events.clear()
+    assert "errors" not in client.query(query)
+    calls = sum(upstream_counts(demo_world).values())
+    assert calls >= 5 and events == ["sent"] * calls + ["executes"]
+
+
 def test_a_filter_window_is_checked_before_the_account_is_read_early():
     # An inverted window fails in its resolver before any upstream call; the early read must
     # not have started them already (it did: the calls landed just after the response).
