@@ -52,7 +52,7 @@ CURRENT_LEDGER: contextvars.ContextVar[ReadLedger | None] = contextvars.ContextV
 
 
 def note_joined_read(waiting_since: float) -> None:
-    """The request joined another's live read (Upstream.share, resolvers.accounts.fetch_account):
+    """The request joined another's live read (resolvers.accounts.fetch_account):
     its response is not reproducible from the memo, and the time since `waiting_since` was
     spent waiting for upstreams."""
     ledger = CURRENT_LEDGER.get()

@@ -17,7 +17,7 @@ import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
-from typing import Any, Awaitable, Callable, Mapping
+from typing import Any, Mapping
 
 import aiohttp
 import httpx
@@ -28,7 +28,7 @@ from gateway.config import SourceConfig
 from gateway.errors import UpstreamCode, UpstreamError
 from gateway.records import Source, SourceFetch, SourceState, SourceWarning
 from gateway.resilience import CircuitBreaker, ConcurrencyLimiter, Deadline, RetryBudget, RetryPolicy
-from gateway.result_cache import CURRENT_LEDGER, Dependency, note_joined_read
+from gateway.result_cache import CURRENT_LEDGER, Dependency
 
 log = logging.getLogger("gateway.upstream")
 
@@ -76,7 +76,6 @@ class Upstream:
         self.http = http
         self.cache = cache
         self.inflight = inflight      # page reads in flight, shared across sources (keys hold the source)
-        self.reads = InFlight()       # whole normalized reads in flight, by identity (share)
         self.policy = RetryPolicy(max_attempts=1 + config.max_retries)
         self.budget = RetryBudget(ratio=config.retry_budget_ratio)
         self.breaker = CircuitBreaker(failure_threshold=config.breaker_failures, cooldown_s=config.breaker_cooldown_s)
@@ -117,19 +116,6 @@ class Upstream:
         self.normalized.move_to_end(identity)
         while len(self.normalized) > MAX_NORMALIZED:
             self.normalized.popitem(last=False)
-
-    # -- whole reads in flight --------------------------------------------------
-    async def share(self, identity: Any, read: Callable[[], Awaitable[SourceFetch]]) -> SourceFetch:
-        """`read()` (all pages of one identity, normalized), shared with the requests asking for the
-        same identity with the same freshness options while it runs: concurrent requests for one
-        account then parse and normalize its pages once, not once each. Each caller gets its own
-        copy (records and lists are never mutated by consumers, as with `recall`), and counts the
-        read as its own: its upstream calls, and its wait as waiting for the upstream."""
-        options = CURRENT_OPTIONS.get()
-        waiting = time.perf_counter()
-        fetch = await self.reads.run((identity, options.refresh, options.max_age_s), read)
-        note_joined_read(waiting)
-        return joined_copy(fetch)
 
     # -- one page -----------------------------------------------------------------
     async def get(self, fetch: SourceFetch, url: str, params: Any, headers: Mapping[str, str] | None) -> LiveResponse:
@@ -305,13 +291,6 @@ class Upstream:
         if body is None:
             raise UpstreamError(UpstreamCode.BAD_RESPONSE, f"{self.name} sent more than {cap} bytes", status=status)
         return LiveResponse(status=status, body=body, fetched_at=time.time(), retry_after=parse_retry_after(retry_after))
-
-
-def joined_copy(fetch: SourceFetch) -> SourceFetch:
-    """A shared read's fetch for one more request: records and lists are never mutated by
-    consumers, so they are shared; what a request adds to (warnings) is its own, and the
-    reader has written the cache already."""
-    return replace(fetch, warnings=list(fetch.warnings), cache_writes=[])
 
 
 def _param_list(params: Any) -> list[tuple[str, str]]:

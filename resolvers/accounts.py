@@ -4,7 +4,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from gateway.config import AccountConfig
@@ -13,7 +13,7 @@ from gateway.records import (HoldingRecord, Source, SourceError, SourceFetch, So
                              SourceWarning, WalletRecord)
 from gateway.resilience import BreakerState
 from gateway.result_cache import note_joined_read
-from gateway.upstream import CURRENT_OPTIONS, FetchOptions, joined_copy
+from gateway.upstream import CURRENT_OPTIONS, FetchOptions
 from resolvers.context import RequestContext
 from resolvers.errors import client_error
 
@@ -67,9 +67,9 @@ def _identities(ctx: RequestContext, account: AccountConfig, source: Source) -> 
 async def fetch_account(ctx: RequestContext, account: AccountConfig) -> list[SourceFetch]:
     """Every fetch for the account's sources, concurrently, via the per-request loaders.
     Requests reading the same account with the same options at the same time share that
-    read (GatewayState.account_reads): the first runs it through its loaders, the others
-    join it and get their own copies, counted as their own, as Upstream.share does per
-    identity. Joining costs one wait instead of a load, a task and a join per identity."""
+    read and its normalization (GatewayState.account_reads): the first runs it through its
+    loaders, the others join it, and each gets its own copies and counts the read as its own
+    (its upstream calls, its wait as upstream wait, a live read)."""
     options = ctx.fetch_options.get(account.id)
     key = (account.id, False, None) if options is None else (account.id, options.refresh, options.max_age_s)
     reads = ctx.state.account_reads
@@ -88,9 +88,15 @@ async def _load(ctx: RequestContext, account: AccountConfig) -> list[SourceFetch
     return list(await asyncio.gather(*loads)) if loads else []
 
 
+def _joined_copy(fetch: SourceFetch) -> SourceFetch:
+    # Records and lists are never mutated by consumers (as with Upstream.recall): shared. What
+    # a request adds to (warnings) is its own; the reader has written the cache already.
+    return replace(fetch, warnings=list(fetch.warnings), cache_writes=[])
+
+
 async def _join(ctx: RequestContext, account: AccountConfig, shared: Awaitable[list[SourceFetch]]) -> list[SourceFetch]:
     waiting = time.perf_counter()
-    fetches = [joined_copy(f) for f in await shared]
+    fetches = [_joined_copy(f) for f in await shared]
     note_joined_read(waiting)
     # This request's loaders hand out the same fetches if another field asks for one.
     at = iter(fetches)

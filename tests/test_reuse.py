@@ -267,43 +267,19 @@ def test_a_request_partly_in_the_memo_reads_each_fetch_once():
         assert all(s["fromCache"] and s["upstreamCalls"] == 0 for s in by_source(partly).values())
 
 
-def test_requests_running_together_share_each_read_and_its_normalization(monkeypatch):
-    """Coalescing off: every request executes, but the reads they need at the same time are made
-    and normalized once (Upstream.share); each request still reports them as its own."""
+def test_requests_reading_one_account_together_join_one_read_of_it(monkeypatch):
+    """Coalescing off: every request executes, but requests for the same account with the same
+    options at the same time join one read of the whole account (resolvers.accounts.fetch_account):
+    its calls are made and its pages normalized once, and each request still reports them as its
+    own. Other options read apart."""
     from gateway.sources.base import SourceClient
-    normalized: list[str] = []
+    asked: list[str] = []
     read = SourceClient._read
 
     async def counted(self, identity):
-        normalized.append(self.source.value)
+        asked.append(self.source.value)
         return await read(self, identity)
     monkeypatch.setattr(SourceClient, "_read", counted)
-    with stack(cache={"enabled": False}, server={"coalesce_identical": False}) as (world, client, _):
-        alone = client.post(STATUS).json()
-        once, per_request = calls(world), len(normalized)
-        for control in world.controls.values():
-            control.latency_s = 0.3
-        responses = [r.json() for r in _at_once(client, ["demo-key"] * 6)]
-        assert kept(client)["coalesced"] == 0                            # six executions...
-        assert calls(world) == 2 * once and len(normalized) == 2 * per_request   # ...one read each
-        for body in responses:
-            assert body["data"]["viewer"]["holdings"] == alone["data"]["viewer"]["holdings"]
-            assert {s: (v["state"], v["upstreamCalls"]) for s, v in by_source(body).items()} == \
-                {s: (v["state"], v["upstreamCalls"]) for s, v in by_source(alone).items()}
-
-
-def test_requests_reading_one_account_together_join_one_read_of_it(monkeypatch):
-    """Coalescing off: requests for the same account with the same options at the same time join
-    one read of the whole account (resolvers.accounts.fetch_account) instead of asking for each
-    identity themselves; each still reports the read as its own. Other options read apart."""
-    from gateway.sources.base import SourceClient
-    asked: list[str] = []
-    fetch = SourceClient.fetch
-
-    async def counted(self, identity):
-        asked.append(self.source.value)
-        return await fetch(self, identity)
-    monkeypatch.setattr(SourceClient, "fetch", counted)
     with stack(cache={"enabled": False}, server={"coalesce_identical": False}) as (world, client, _):
         alone = client.post(STATUS).json()
         identities, once = len(asked), calls(world)
@@ -311,8 +287,8 @@ def test_requests_reading_one_account_together_join_one_read_of_it(monkeypatch):
         for control in world.controls.values():
             control.latency_s = 0.3
         responses = [r.json() for r in _at_once(client, ["demo-key"] * 6)]
-        assert kept(client)["coalesced"] == 0
-        assert len(asked) == 2 * identities and calls(world) == 2 * once    # five of six joined
+        assert kept(client)["coalesced"] == 0                                  # six executions...
+        assert len(asked) == 2 * identities and calls(world) == 2 * once    # ...one read: five joined
         for body in responses:
             assert body["data"]["viewer"]["holdings"] == alone["data"]["viewer"]["holdings"]
             assert {s: (v["state"], v["upstreamCalls"]) for s, v in by_source(body).items()} == \

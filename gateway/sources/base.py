@@ -111,12 +111,12 @@ class SourceClient(ABC, Generic[ConfigT, IdentityT]):
         return identity.account_id
 
     async def fetch(self, identity: IdentityT) -> SourceFetch:
-        """All pages for one identity, normalized. Never raises. Requests asking for the same
-        identity at the same time share one read and its normalization (Upstream.share)."""
+        """All pages for one identity, normalized. Never raises. (Requests reading the same
+        account at the same time share its reads: resolvers.accounts.fetch_account.)"""
         remembered = self.upstream.recall(identity)
         if remembered is not None:
             return remembered
-        return await self.upstream.share(identity, lambda: self._read(identity))
+        return await self._read(identity)
 
     async def _read(self, identity: IdentityT) -> SourceFetch:
         result = SourceFetch(source=self.source, account_id=self.account_id_of(identity), state=SourceState.OK)
