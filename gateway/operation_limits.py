@@ -203,8 +203,9 @@ class OperationLimits(SchemaExtension):
                                                 in zip(shape.roots, shape.needs_view)]):
                 # Admitted, and it needs the caller's account: let the reads go out before
                 # graphql-core's first pass. Loop turns until they have: the view task starts
-                # the account's read (1-2), the loaders dispatch (3-4), each identity's read and
-                # its first page start as shared reads (5-7), aiohttp writes the request (8).
+                # the account's read (1-2), the loaders dispatch (3-4), each identity's first
+                # page starts as a shared page read (5-6), aiohttp writes the request (7); one
+                # turn to spare.
                 # tests/test_gateway.py checks that they have; a layer more needs a turn more.
                 for _ in range(EARLY_READ_TURNS):
                     await asyncio.sleep(0)
