@@ -26,7 +26,7 @@ import time
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Mapping, Protocol, TypeVar, runtime_checkable
+from typing import Any, Awaitable, Callable, Hashable, Mapping, Protocol, TypeVar, runtime_checkable
 from urllib.parse import urlsplit, urlunsplit
 
 log = logging.getLogger("gateway.cache")
@@ -417,12 +417,12 @@ class InFlight:
     """
 
     def __init__(self) -> None:
-        self._tasks: dict[str, asyncio.Task[Any]] = {}
+        self._tasks: dict[Hashable, asyncio.Task[Any]] = {}
 
     def __len__(self) -> int:
         return len(self._tasks)
 
-    async def run(self, key: str, fn: Callable[[], Awaitable[T]]) -> T:
+    async def run(self, key: Hashable, fn: Callable[[], Awaitable[T]]) -> T:
         task = self._tasks.get(key)
         if task is None:
             task = asyncio.get_running_loop().create_task(self._execute(key, fn))
@@ -431,12 +431,12 @@ class InFlight:
                 self._tasks[key] = task
         return await asyncio.shield(task)
 
-    def joining(self, key: Any) -> Awaitable[Any] | None:
+    def joining(self, key: Hashable) -> Awaitable[Any] | None:
         """The execution running for `key`, to await as `run` would, or None when there is none."""
         task = self._tasks.get(key)
         return None if task is None else asyncio.shield(task)
 
-    async def _execute(self, key: str, fn: Callable[[], Awaitable[T]]) -> T:
+    async def _execute(self, key: Hashable, fn: Callable[[], Awaitable[T]]) -> T:
         try:
             return await fn()
         finally:

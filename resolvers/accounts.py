@@ -75,7 +75,7 @@ async def fetch_account(ctx: RequestContext, account: AccountConfig) -> list[Sou
     reads = ctx.state.account_reads
     in_flight = reads.joining(key)
     if in_flight is not None:
-        fetches = await _join(ctx, account, in_flight)
+        fetches = await _join(in_flight)
     else:
         fetches = await reads.run(key, lambda: _load(ctx, account))
     ctx.note_failures(fetches)
@@ -94,16 +94,12 @@ def _joined_copy(fetch: SourceFetch) -> SourceFetch:
     return replace(fetch, warnings=list(fetch.warnings), cache_writes=[])
 
 
-async def _join(ctx: RequestContext, account: AccountConfig, shared: Awaitable[list[SourceFetch]]) -> list[SourceFetch]:
+async def _join(shared: Awaitable[list[SourceFetch]]) -> list[SourceFetch]:
+    # Only the account's view reads its identities (ctx.views keeps one per account), so the
+    # joiner's loaders need not hold these fetches.
     waiting = time.perf_counter()
     fetches = [_joined_copy(f) for f in await shared]
     note_joined_read(waiting)
-    # This request's loaders hand out the same fetches if another field asks for one.
-    at = iter(fetches)
-    for source in configured_sources(ctx, account):
-        loader = ctx.loaders[source]
-        for identity in _identities(ctx, account, source):
-            loader.prime(identity, next(at))
     return fetches
 
 

@@ -59,8 +59,8 @@ class ValuedAccounts:
     """An account's valued holdings, its wallets and its holdings by wallet, per set of fetches.
 
     Requests that share a read (resolvers.accounts.fetch_account) or find it in the memo
-    (Upstream.recall) hold copies of one SourceFetch whose record lists are the same objects; valuing and indexing
-    them is then done once, not once per request. Entries are keyed by those lists'
+    (Upstream.recall) hold copies of one SourceFetch whose record lists are the same objects;
+    valuing and indexing them is then done once, not once per request. Entries are keyed by those lists'
     identities and hold the lists, so no id can be reused while its entry stands. What is
     returned is shared: like the fetched records, never mutated by consumers."""
 
