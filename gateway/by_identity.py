@@ -1,10 +1,11 @@
-"""A bounded map keyed by objects' identity, for things computed once per parsed document.
+"""A bounded map keyed by objects' identity, for things computed once per object.
 
 ParserCache hands every request with the same query text the same DocumentNode, so what
 is derived from a document (its validation, its shape, its execution plans) can be kept
-by the identity of the document or its nodes, without hashing an AST. Each entry holds
-its key objects, so their ids cannot be reused while it stands; when full, every entry is
-dropped (the next requests compute them again).
+by the identity of the document or its nodes, without hashing an AST. Likewise an
+account's valuation, by the identity of the record lists its reads handed out
+(resolvers/valuation.py). Each entry holds its key objects, so their ids cannot be reused
+while it stands; when full, the oldest entry is dropped (it is computed again if needed).
 """
 from __future__ import annotations
 
@@ -29,7 +30,8 @@ class ByIdentity:
         return known[1]
 
     def put(self, objects: tuple[Any, ...], value: Any, extra: Hashable = None) -> Any:
-        if len(self._entries) >= self.maxsize:
-            self._entries.clear()
-        self._entries[(tuple(map(id, objects)), extra)] = (objects, value)
+        key = (tuple(map(id, objects)), extra)
+        if key not in self._entries and len(self._entries) >= self.maxsize:
+            del self._entries[next(iter(self._entries))]   # the oldest
+        self._entries[key] = (objects, value)
         return value

@@ -6,10 +6,11 @@ Nothing here knows about HTTP or GraphQL.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from enum import Enum
+from typing import Any
 
 
 class Source(str, Enum):
@@ -168,3 +169,9 @@ class SourceFetch:
     upstream_calls: int = 0
     # (cache key, response) pairs to store once the whole fetch has been read and normalized
     cache_writes: list = field(default_factory=list, repr=False)
+
+    def handed_out(self, **changes: Any) -> "SourceFetch":
+        """This fetch for one more request (the memo's, or a read another request made):
+        records and lists are shared, since consumers never mutate them; what a request adds
+        to (warnings) is its own; the cache writes were done by the read that made it."""
+        return replace(self, warnings=list(self.warnings), cache_writes=[], **changes)

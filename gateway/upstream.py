@@ -16,7 +16,7 @@ import contextvars
 import logging
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 import aiohttp
@@ -105,8 +105,7 @@ class Upstream:
         ledger = CURRENT_LEDGER.get()
         if ledger is not None:   # the response may be reused while this entry stands (result_cache.py)
             ledger.deps.append(Dependency(self, identity, fetch, expires))
-        # Consumers never mutate records or lists of a fetch, so sharing them is safe.
-        return replace(fetch, from_cache=True, upstream_calls=0, warnings=list(fetch.warnings), cache_writes=[])
+        return fetch.handed_out(from_cache=True, upstream_calls=0)
 
     def remember(self, identity: Any, fetch: SourceFetch) -> None:
         if self.cache is None or fetch.state is SourceState.FAILED or fetch.fetched_at is None \

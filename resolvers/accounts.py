@@ -4,7 +4,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from gateway.config import AccountConfig
@@ -56,12 +56,16 @@ def configured_sources(ctx: RequestContext, account: AccountConfig) -> list[Sour
     return [s for s in Source if s in ctx.state.clients and account.source(s) is not None]
 
 
-def _identities(ctx: RequestContext, account: AccountConfig, source: Source) -> list[object]:
-    key = (account.id, source)
-    identities = ctx.identities.get(key)
-    if identities is None:
-        identities = ctx.identities[key] = ctx.state.clients[source].identities(account)
-    return identities
+def _identities(ctx: RequestContext, account: AccountConfig) -> list[tuple[Source, object]]:
+    """Each (source, upstream identity) of the account, in the order its fetches are listed."""
+    out: list[tuple[Source, object]] = []
+    for source in configured_sources(ctx, account):
+        key = (account.id, source)
+        identities = ctx.identities.get(key)
+        if identities is None:
+            identities = ctx.identities[key] = ctx.state.clients[source].identities(account)
+        out.extend((source, identity) for identity in identities)
+    return out
 
 
 async def fetch_account(ctx: RequestContext, account: AccountConfig) -> list[SourceFetch]:
@@ -83,22 +87,15 @@ async def fetch_account(ctx: RequestContext, account: AccountConfig) -> list[Sou
 
 
 async def _load(ctx: RequestContext, account: AccountConfig) -> list[SourceFetch]:
-    loads = [ctx.loaders[source].load(identity) for source in configured_sources(ctx, account)
-             for identity in _identities(ctx, account, source)]
+    loads = [ctx.loaders[source].load(identity) for source, identity in _identities(ctx, account)]
     return list(await asyncio.gather(*loads)) if loads else []
-
-
-def _joined_copy(fetch: SourceFetch) -> SourceFetch:
-    # Records and lists are never mutated by consumers (as with Upstream.recall): shared. What
-    # a request adds to (warnings) is its own; the reader has written the cache already.
-    return replace(fetch, warnings=list(fetch.warnings), cache_writes=[])
 
 
 async def _join(shared: Awaitable[list[SourceFetch]]) -> list[SourceFetch]:
     # Only the account's view reads its identities (ctx.views keeps one per account), so the
     # joiner's loaders need not hold these fetches.
     waiting = time.perf_counter()
-    fetches = [_joined_copy(f) for f in await shared]
+    fetches = [f.handed_out() for f in await shared]
     note_joined_read(waiting)
     return fetches
 
@@ -111,15 +108,13 @@ def remembered_fetches(ctx: RequestContext, account: AccountConfig) -> list[Sour
     complete = True
     token = CURRENT_OPTIONS.set(ctx.fetch_options.get(account.id) or FetchOptions(deadline=ctx.deadline))
     try:
-        for source in configured_sources(ctx, account):
-            loader, upstream = ctx.loaders[source], ctx.state.clients[source].upstream
-            for identity in _identities(ctx, account, source):
-                fetch = upstream.recall(identity)
-                if fetch is None:
-                    complete = False
-                else:
-                    loader.prime(identity, fetch)
-                    fetches.append(fetch)
+        for source, identity in _identities(ctx, account):
+            fetch = ctx.state.clients[source].upstream.recall(identity)
+            if fetch is None:
+                complete = False
+            else:
+                ctx.loaders[source].prime(identity, fetch)
+                fetches.append(fetch)
     finally:
         CURRENT_OPTIONS.reset(token)
     return fetches if complete else None

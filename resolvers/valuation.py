@@ -7,11 +7,11 @@ mainnet observations, and UNRELIABLE prices are never propagated.
 """
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass, replace
 from typing import Iterable
 
 from gateway import money
+from gateway.by_identity import MISSING, ByIdentity
 from gateway.records import HoldingRecord, Money, Price, PriceReliability, Source, SourceFetch, WalletRecord
 
 # Which source's price to prefer when several observed one: exact base units first.
@@ -60,25 +60,18 @@ class ValuedAccounts:
 
     Requests that share a read (resolvers.accounts.fetch_account) or find it in the memo
     (Upstream.recall) hold copies of one SourceFetch whose record lists are the same objects;
-    valuing and indexing them is then done once, not once per request. Entries are keyed by those lists'
-    identities and hold the lists, so no id can be reused while its entry stands. What is
-    returned is shared: like the fetched records, never mutated by consumers."""
+    valuing and indexing them is then done once, not once per request. Entries are kept by
+    those lists' identities (gateway/by_identity.py). What is returned is shared: like the
+    fetched records, never mutated by consumers."""
 
     def __init__(self, maxsize: int = 512):
-        self.maxsize = maxsize
-        self.entries: OrderedDict[tuple[int, ...], tuple[list, Valued]] = OrderedDict()
+        self.entries = ByIdentity(maxsize)
 
     def of(self, fetches: list[SourceFetch]) -> "Valued":
-        lists = [f.holdings for f in fetches] + [f.wallets for f in fetches]
-        key = tuple(map(id, lists))
-        entry = self.entries.get(key)
-        if entry is not None:
-            self.entries.move_to_end(key)
-            return entry[1]
-        valued = Valued.of(fetches)
-        self.entries[key] = (lists, valued)
-        if len(self.entries) > self.maxsize:
-            self.entries.popitem(last=False)
+        lists = tuple(f.holdings for f in fetches) + tuple(f.wallets for f in fetches)
+        valued = self.entries.get(lists)
+        if valued is MISSING:
+            valued = self.entries.put(lists, Valued.of(fetches))
         return valued
 
 
