@@ -14,7 +14,7 @@
 FROM node:20-slim AS graphiql-assets
 WORKDIR /src
 COPY scripts/fetch_graphiql_assets.sh scripts/
-COPY gateway/graphiql_assets.json gateway/
+COPY gateway/server/graphiql_assets.json gateway/server/
 RUN bash scripts/fetch_graphiql_assets.sh
 
 # --- the package and its dependencies, in a virtualenv copied whole into the runtime ----------
@@ -53,8 +53,8 @@ CMD ["balance-gateway", "serve", "--host", "0.0.0.0", "--port", "8000"]
 # --- default image: the runtime plus GraphiQL's assets, served only when [server] graphiql = true --
 FROM runtime AS runtime-graphiql
 USER root
-COPY --from=graphiql-assets /src/gateway/static/graphiql /tmp/graphiql
-RUN dest="$(python -c 'import gateway, pathlib; print(pathlib.Path(gateway.__file__).parent / "static")')" \
+COPY --from=graphiql-assets /src/gateway/server/static/graphiql /tmp/graphiql
+RUN dest="$(python -c 'import gateway, pathlib; print(pathlib.Path(gateway.__file__).parent / "server" / "static")')" \
  && mkdir -p "$dest" && rm -rf "$dest/graphiql" && mv /tmp/graphiql "$dest/graphiql" \
  && chmod -R a+rX "$dest"
 USER gateway

@@ -24,7 +24,7 @@ test: install
 	  for dir in audit federation; do \
 	    [ -d $$dir/node_modules ] || npm ci --prefix $$dir --no-audit --no-fund --silent || exit 1; \
 	  done; \
-	  [ -d gateway/static/graphiql ] || scripts/fetch_graphiql_assets.sh || exit 1; \
+	  [ -d gateway/server/static/graphiql ] || scripts/fetch_graphiql_assets.sh || exit 1; \
 	fi
 	$(BIN)/python -m pytest -q
 

@@ -26,9 +26,9 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from gateway.records import Source
-from gateway.serving import free_port
-from gateway.simulators.world import World, simulator_module, to_toml
+from gateway.domain.records import Source
+from gateway.server.serving import free_port
+from gateway.simulation.world import World, simulator_module, to_toml
 
 ROOT = Path(__file__).resolve().parent.parent
 LARGE = "whale"

@@ -40,8 +40,8 @@ import httpx
 from bench.common import (LARGE, Call, Gateway, Proc, RawHTTP, Sims, WrkResult, build_world, histogram_buckets,
                           histogram_quantile, memory_kib, percentile, run_wrk, supports_workers, upstream_histogram,
                           world_digest, wrk_available)
-from gateway.records import Source
-from gateway.simulators.world import DEMO_KEY, World, gateway_key
+from gateway.domain.records import Source
+from gateway.simulation.world import DEMO_KEY, World, gateway_key
 
 ADMIN_KEY = "bench-admin"
 HIVE_RPS, HIVE_P50_MS = 427.0, 72.0   # Hive Gateway over the OpenAPI descriptions, same machines

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from bench.common import LARGE, Gateway, Sims, build_world, run_wrk, world_digest
 from bench.perf import ALL_BALANCES, DEMO_KEY, DEEP, SMALL, gateway_config, warm_cache
-from gateway.simulators.world import gateway_key
+from gateway.simulation.world import gateway_key
 
 QUERIES = {"small": SMALL, "deep": DEEP, "all-balances": ALL_BALANCES}
 FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^()]*?)(?::\d+)?\)$")

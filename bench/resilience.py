@@ -30,10 +30,10 @@ from typing import Any
 import httpx
 
 from bench.common import Gateway
-from gateway.records import Source
-from gateway.serving import ServerThread
-from gateway.simulators.control import Fault
-from gateway.simulators.world import DEMO_KEY, World
+from gateway.domain.records import Source
+from gateway.server.serving import ServerThread
+from gateway.simulation.control import Fault
+from gateway.simulation.world import DEMO_KEY, World
 
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN_KEY = "bench-admin"

@@ -37,7 +37,7 @@ import httpx
 
 from bench.common import CLK_TCK, Gateway, Sims, WrkResult, build_world, cpu_seconds, run_wrk, world_digest, wrk_available
 from bench.perf import ALL_BALANCES, DEEP, SMALL, gateway_config, warm_cache
-from gateway.simulators.world import World, gateway_key
+from gateway.simulation.world import World, gateway_key
 
 REDIS_URL = "redis://127.0.0.1:6379/13"
 

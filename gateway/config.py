@@ -14,7 +14,7 @@ from typing import Any, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
-from gateway.records import Source
+from gateway.domain.records import Source
 
 _VAR = re.compile(r"\$\{(file:[^}]+|[A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -219,7 +219,7 @@ class GatewayConfig(_Model):
 
     def model_post_init(self, _: Any) -> None:
         if self.registry:
-            from gateway.registry import TokenRegistry
+            from gateway.domain.tokens import TokenRegistry
             try:
                 TokenRegistry.default(self.registry)
             except (KeyError, TypeError, ValueError, AttributeError) as exc:

@@ -8,12 +8,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from gateway.config import AccountConfig
-from gateway.errors import ClientCode
-from gateway.records import (HoldingRecord, Source, SourceError, SourceFetch, SourceState,
+from gateway.domain.errors import ClientCode
+from gateway.domain.records import (HoldingRecord, Source, SourceError, SourceFetch, SourceState,
                              SourceWarning, WalletRecord)
-from gateway.resilience import BreakerState
-from gateway.result_cache import note_joined_read
-from gateway.upstream import CURRENT_OPTIONS, FetchOptions
+from gateway.upstream.resilience import BreakerState
+from gateway.upstream.ledger import note_joined_read
+from gateway.upstream.pipeline import CURRENT_OPTIONS, FetchOptions
 from resolvers.context import RequestContext
 from resolvers.errors import client_error
 

@@ -15,8 +15,8 @@ from dataclasses import replace
 from typing import Any
 
 from gateway.config import AccountConfig
-from gateway.errors import ClientCode
-from gateway.records import Source, SourceFetch
+from gateway.domain.errors import ClientCode
+from gateway.domain.records import Source, SourceFetch
 from resolvers.context import RequestContext
 from resolvers.errors import client_error
 

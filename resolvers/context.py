@@ -7,12 +7,12 @@ from typing import Any
 
 from aiodataloader import DataLoader
 
-from gateway.cache import InFlight
+from gateway.upstream.response_cache import InFlight
 from gateway.config import AccountConfig, GatewayConfig
-from gateway.records import Source, SourceFetch, Token
-from gateway.registry import TokenRegistry
-from gateway.resilience import Deadline
-from gateway.upstream import FetchOptions
+from gateway.domain.records import Source, SourceFetch, Token
+from gateway.domain.tokens import TokenRegistry
+from gateway.upstream.resilience import Deadline
+from gateway.upstream.pipeline import FetchOptions
 from gateway.sources.base import SourceClient
 from resolvers.valuation import ValuedAccounts
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway import ids
-from gateway.errors import ClientCode
-from gateway.records import Token, WalletRecord
+from gateway.domain import ids
+from gateway.domain.errors import ClientCode
+from gateway.domain.records import Token, WalletRecord
 from resolvers import fields
 from resolvers.accounts import AccountRef, account_view, authorize
 from resolvers.context import RequestContext

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from graphql import GraphQLError
 
-from gateway.errors import ClientCode
+from gateway.domain.errors import ClientCode
 
 
 def client_error(code: ClientCode, message: str, path: list[str | int] | None = None) -> GraphQLError:

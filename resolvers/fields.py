@@ -4,10 +4,10 @@ from __future__ import annotations
 import inspect
 from typing import Any, Awaitable, Callable, TypeVar
 
-from gateway import ids
-from gateway.errors import ClientCode
-from gateway.records import Asset, HoldingRecord, Source, SourceFetch, Token, WalletRecord
-from gateway.registry import token_key
+from gateway.domain import ids
+from gateway.domain.errors import ClientCode
+from gateway.domain.records import Asset, HoldingRecord, Source, SourceFetch, Token, WalletRecord
+from gateway.domain.tokens import token_key
 from resolvers import calico_window
 from gateway.config import AccountConfig
 from resolvers.accounts import AccountRef, AccountView, account_view, authorize, start_view

@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from gateway.errors import ClientCode, UpstreamError
-from gateway.records import Source
-from gateway.sources.cryptofuse import BalanceChangeRecord, HistoryPage
+from gateway.domain.errors import ClientCode, UpstreamError
+from gateway.domain.records import Source
+from gateway.sources.cryptofuse.client import BalanceChangeRecord, HistoryPage
 from resolvers.context import RequestContext, UpstreamProblem
 from resolvers.errors import client_error
 from resolvers.pagination import DEFAULT_PAGE, MAX_PAGE, Connection, PageInfo, scope_of

@@ -6,8 +6,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Iterable
 
-from gateway import money
-from gateway.records import HoldingRecord, Money, Source, SourceFetch, SourceState
+from gateway.domain import money
+from gateway.domain.records import HoldingRecord, Money, Source, SourceFetch, SourceState
 
 
 @dataclass(slots=True)

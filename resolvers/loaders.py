@@ -12,9 +12,9 @@ from typing import Any
 
 from aiodataloader import DataLoader
 
-from gateway.records import Source, SourceFetch
+from gateway.domain.records import Source, SourceFetch
 from gateway.sources.base import SourceClient
-from gateway.upstream import CURRENT_OPTIONS, FetchOptions
+from gateway.upstream.pipeline import CURRENT_OPTIONS, FetchOptions
 
 def source_loader(client: SourceClient, asked: dict[str, FetchOptions], default: FetchOptions) -> DataLoader:
     """`asked` is the request's account id -> options map (filled by viewer/account/accounts);

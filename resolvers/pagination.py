@@ -14,7 +14,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any, Generic, Sequence, TypeVar
 
-from gateway.errors import ClientCode
+from gateway.domain.errors import ClientCode
 from resolvers.errors import client_error
 
 DEFAULT_PAGE = 50

@@ -5,9 +5,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Callable
 
-from gateway import money
-from gateway.records import Asset, Chain, HoldingRecord, Money, Source, Token, WalletRecord
-from gateway.registry import TokenRegistry
+from gateway.domain import money
+from gateway.domain.records import Asset, Chain, HoldingRecord, Money, Source, Token, WalletRecord
+from gateway.domain.tokens import TokenRegistry
 from resolvers.holdings import order
 
 NO_CHAIN = "offchain"   # CHAIN key of holdings without a chain (exchange tickers, unknown tokens)

@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Iterable
 
-from gateway import money
-from gateway.by_identity import MISSING, ByIdentity
-from gateway.records import HoldingRecord, Money, Price, PriceReliability, Source, SourceFetch, WalletRecord
+from gateway.domain import money
+from gateway.support.by_identity import MISSING, ByIdentity
+from gateway.domain.records import HoldingRecord, Money, Price, PriceReliability, Source, SourceFetch, WalletRecord
 
 # Which source's price to prefer when several observed one: exact base units first.
 _PREFERENCE = {Source.ONEBALANCE: 0, Source.DALP: 1, Source.CALICO: 2, Source.COBO: 3, Source.CRYPTOFUSE: 4}

@@ -7,11 +7,11 @@ import strawberry
 from strawberry.extensions import ParserCache
 from strawberry.schema.config import StrawberryConfig
 
-from gateway.operation_limits import OperationLimits
+from gateway.engine.operation_limits import OperationLimits
 from schema import scalars
-from schema.execution import GatewayExecutionContext
+from gateway.engine.execution import GatewayExecutionContext
 from schema.query import Query
-from schema.validation import DocumentValidationCache
+from gateway.engine.validation import DocumentValidationCache
 from schema.types import Account, Holding, Token, Wallet
 
 FEDERATION_VERSION = "2.7"   # the spec linked in the SDL; composes with @apollo/composition 2.x

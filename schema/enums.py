@@ -5,7 +5,8 @@ from enum import Enum
 
 import strawberry
 
-from gateway import records, resilience
+from gateway.domain import records
+from gateway.upstream import resilience
 
 Source = strawberry.enum(records.Source, name="Source")
 WalletKind = strawberry.enum(records.WalletKind, name="WalletKind")

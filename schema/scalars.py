@@ -9,7 +9,7 @@ from typing import Any, NewType
 import strawberry
 from graphql import GraphQLError
 
-from gateway.money import plain
+from gateway.domain.money import plain
 
 _DECIMAL_TEXT = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
 _CAIP2 = re.compile(r"^[-a-z0-9]{3,8}:[-_a-zA-Z0-9]{1,32}$")

@@ -7,7 +7,7 @@ from typing import Generic, Optional, TypeVar
 import strawberry
 from strawberry import Info
 
-from gateway import records
+from gateway.domain import records
 from resolvers import accounts as account_resolvers
 from resolvers import entities, fields, history
 from schema.enums import (AmountPrecision, BreakerState, PositionGrouping, PriceReliability, Source, SourceState,

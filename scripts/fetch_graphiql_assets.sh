@@ -2,15 +2,15 @@
 # Fetch GraphiQL's browser assets from the npm registry so /graphql serves them itself
 # (without them the page falls back to the unpkg CDN and says so).
 #
-# Versions and hashes are pinned in gateway/graphiql_assets.json: each tarball must match
+# Versions and hashes are pinned in gateway/server/graphiql_assets.json: each tarball must match
 # its npm integrity and each file its SRI hash, or nothing is installed. The files land in
-# gateway/static/graphiql/<package>@<version>/<path> (git-ignored; never committed).
+# gateway/server/static/graphiql/<package>@<version>/<path> (git-ignored; never committed).
 # Needs node and npm. Usage: scripts/fetch_graphiql_assets.sh [DEST_DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-manifest=gateway/graphiql_assets.json
-dest=${1:-gateway/static/graphiql}
+manifest=gateway/server/graphiql_assets.json
+dest=${1:-gateway/server/static/graphiql}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 

@@ -7,10 +7,10 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.app import create_app
-from gateway.records import Source
-from gateway.serving import ServerThread
-from gateway.simulators.world import World, simulator_module
+from gateway.server.app import create_app
+from gateway.domain.records import Source
+from gateway.server.serving import ServerThread
+from gateway.simulation.world import World, simulator_module
 
 ADMIN_KEY = "admin-key-for-tests"
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 import contextlib
 from typing import Any, Iterator
 
-from gateway.app import create_app
+from gateway.server.app import create_app
 from gateway.config import GatewayConfig
-from gateway.serving import ServerThread
-from gateway.simulators.world import World
+from gateway.server.serving import ServerThread
+from gateway.simulation.world import World
 from tests.conftest import GraphQLClient
 
 

@@ -6,7 +6,7 @@ import tomllib
 from bench.common import build_world
 from bench.scaleout import REDIS_URL, config, host_busy
 from gateway.config import GatewayConfig
-from gateway.simulators.world import to_toml
+from gateway.simulation.world import to_toml
 
 
 def test_redis_topologies_point_cache_limits_and_apq_at_db_13():

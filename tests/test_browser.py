@@ -16,9 +16,9 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from gateway import graphiql
-from gateway.demo import demo_app
-from gateway.serving import ServerThread, free_port
+from gateway.server import graphiql
+from gateway.server.demo import demo_app
+from gateway.server.serving import ServerThread, free_port
 from tests.tooling import missing
 
 try:

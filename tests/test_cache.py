@@ -1,4 +1,4 @@
-"""gateway.cache: memory LRU, Redis backend (against a real Redis), in-flight de-duplication.
+"""gateway.upstream.response_cache: memory LRU, Redis backend (against a real Redis), in-flight de-duplication.
 
 The Redis tests need a server (CI starts one on 127.0.0.1:6379; override with
 BG_TEST_REDIS_URL). When none answers they fail in CI and skip elsewhere.
@@ -14,7 +14,7 @@ import uuid
 import pytest
 import redis.asyncio as aioredis
 
-from gateway.cache import (
+from gateway.upstream.response_cache import (
     Cache,
     CachedResponse,
     InFlight,

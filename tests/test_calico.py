@@ -10,14 +10,14 @@ import httpx
 import pytest
 from httpx_aiohttp import AiohttpTransport
 
-from gateway import ids, money
+from gateway.domain import ids, money
 from gateway.config import AccountConfig, CalicoAccount, CalicoSourceConfig
-from gateway.records import AmountPrecision, PriceReliability, Source, SourceState, WalletKind
-from gateway.registry import TokenRegistry
-from gateway.serving import ServerThread
-from gateway.simulators import calico as sim
-from gateway.simulators.control import Fault, SimControl
-from gateway.sources.calico import CalicoClient, CalicoIdentity
+from gateway.domain.records import AmountPrecision, PriceReliability, Source, SourceState, WalletKind
+from gateway.domain.tokens import TokenRegistry
+from gateway.server.serving import ServerThread
+from gateway.sources.calico import simulator as sim
+from gateway.simulation.control import Fault, SimControl
+from gateway.sources.calico.client import CalicoClient, CalicoIdentity
 
 TOKEN = "calico-secret-alice-7f3a"
 T0 = "2025-09-26T14:17:39.584Z"

@@ -5,10 +5,10 @@ from datetime import datetime
 
 import pytest
 
-from gateway.app import create_app
-from gateway.records import Source
-from gateway.serving import ServerThread
-from gateway.simulators.world import World
+from gateway.server.app import create_app
+from gateway.domain.records import Source
+from gateway.server.serving import ServerThread
+from gateway.simulation.world import World
 from tests.conftest import GraphQLClient
 
 pytestmark = pytest.mark.usefixtures("clean_simulators")

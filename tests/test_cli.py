@@ -11,7 +11,7 @@ import time
 
 import httpx
 
-from gateway.serving import free_port
+from gateway.server.serving import free_port
 
 QUERY = """{ viewer { id
   wallets { source }
@@ -127,9 +127,9 @@ def test_two_workers_serve_the_demo():
 
 
 def test_sigterm_lets_requests_in_flight_finish(tmp_path):
-    from gateway.records import Source
-    from gateway.serving import ServerThread
-    from gateway.simulators.world import World
+    from gateway.domain.records import Source
+    from gateway.server.serving import ServerThread
+    from gateway.simulation.world import World
 
     world = World.generate(0, size=6)
     with ServerThread(world.combined_app()) as sims:

@@ -14,17 +14,17 @@ from starlette.applications import Starlette
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from gateway import ids
+from gateway.domain import ids
 from gateway.config import AccountConfig, CoboAccount, CoboSourceConfig
-from gateway.errors import UpstreamCode, UpstreamError
-from gateway.records import AmountPrecision, Source, SourceState, WalletKind
-from gateway.registry import TokenRegistry
-from gateway.serving import ServerThread
-from gateway.simulators import cobo as sim
-from gateway.simulators.control import Fault, SimControl
-from gateway.sources import cobo as client_module
+from gateway.domain.errors import UpstreamCode, UpstreamError
+from gateway.domain.records import AmountPrecision, Source, SourceState, WalletKind
+from gateway.domain.tokens import TokenRegistry
+from gateway.server.serving import ServerThread
+from gateway.sources.cobo import simulator as sim
+from gateway.simulation.control import Fault, SimControl
+from gateway.sources.cobo import client as client_module
 from gateway.sources.base import UpstreamResponse
-from gateway.sources.cobo import CoboClient, CoboIdentity
+from gateway.sources.cobo.client import CoboClient, CoboIdentity
 
 KEY = sim.DEFAULT_API_KEY
 W1 = "3c90c3cc-0d44-4b50-8888-8dd25736052a"

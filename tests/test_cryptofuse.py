@@ -12,13 +12,13 @@ from httpx_aiohttp import AiohttpTransport
 from pydantic import SecretStr
 
 from gateway.config import AccountConfig, CryptofuseAccount, CryptofuseSourceConfig
-from gateway.errors import UpstreamError
-from gateway.records import AmountPrecision, Source, SourceState, WalletKind
-from gateway.registry import TokenRegistry
-from gateway.serving import ServerThread
-from gateway.simulators import cryptofuse as sim
-from gateway.simulators.control import Fault, SimControl
-from gateway.sources.cryptofuse import BalancesResponse, CryptofuseClient, CryptofuseIdentity
+from gateway.domain.errors import UpstreamError
+from gateway.domain.records import AmountPrecision, Source, SourceState, WalletKind
+from gateway.domain.tokens import TokenRegistry
+from gateway.server.serving import ServerThread
+from gateway.sources.cryptofuse import simulator as sim
+from gateway.simulation.control import Fault, SimControl
+from gateway.sources.cryptofuse.client import BalancesResponse, CryptofuseClient, CryptofuseIdentity
 from tests.tooling import FAULT_CODES
 
 TOKEN = "cf-secret-token-alice"

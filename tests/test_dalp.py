@@ -15,15 +15,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway import ids
+from gateway.domain import ids
 from gateway.config import AccountConfig, DalpAccount, DalpSourceConfig
-from gateway.evm import checksum
-from gateway.records import AmountPrecision, PriceReliability, SourceState, WalletKind
-from gateway.registry import TokenRegistry
-from gateway.serving import ServerThread
-from gateway.simulators import dalp as sim
-from gateway.simulators.control import Fault
-from gateway.sources.dalp import PATH, BalancesPage, DalpClient, DalpIdentity, split_value
+from gateway.domain.evm import checksum
+from gateway.domain.records import AmountPrecision, PriceReliability, SourceState, WalletKind
+from gateway.domain.tokens import TokenRegistry
+from gateway.server.serving import ServerThread
+from gateway.sources.dalp import simulator as sim
+from gateway.simulation.control import Fault
+from gateway.sources.dalp.client import PATH, BalancesPage, DalpClient, DalpIdentity, split_value
 
 REGISTRY = TokenRegistry.default()
 EOA = "0x1111111111111111111111111111111111111aBc"

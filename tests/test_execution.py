@@ -22,9 +22,10 @@ from graphql import (GraphQLEnumType, GraphQLInputObjectType, GraphQLInterfaceTy
                      GraphQLObjectType, GraphQLScalarType, GraphQLUnionType)
 from graphql.pyutils import Undefined
 
-from schema import plans, scalars
+from gateway.engine import plans
+from schema import scalars
 from schema.types import record_check
-from schema.execution import GatewayExecutionContext
+from gateway.engine.execution import GatewayExecutionContext
 
 
 @strawberry.enum

@@ -20,8 +20,8 @@ from typing import Iterator
 import httpx
 import pytest
 
-from gateway.records import Source
-from gateway.serving import free_port
+from gateway.domain.records import Source
+from gateway.server.serving import free_port
 from tests.conftest import ADMIN_KEY, upstream_counts
 from tests.tooling import missing
 

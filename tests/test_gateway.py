@@ -7,8 +7,8 @@ from decimal import Decimal
 
 import httpx
 
-from gateway.records import Source
-from gateway.simulators.control import Fault
+from gateway.domain.records import Source
+from gateway.simulation.control import Fault
 import pytest
 
 from tests.conftest import ADMIN_KEY, upstream_counts
@@ -170,7 +170,7 @@ def test_early_reads_are_on_the_wire_before_execution_starts(client, demo_world,
     # connections, the caller's reads are sent before graphql-core's first pass; each layer
     # between the view and aiohttp costs a turn.
     import aiohttp.client_reqrep
-    from gateway.operation_limits import OperationLimits
+    from gateway.engine.operation_limits import OperationLimits
     events: list[str] = []
     send, on_execute = aiohttp.client_reqrep.ClientRequest.send, OperationLimits.on_execute
 
@@ -200,7 +200,7 @@ def test_a_filter_window_is_checked_before_the_account_is_read_early():
     # An inverted window fails in its resolver before any upstream call; the early read must
     # not have started them already (it did: the calls landed just after the response).
     from graphql import parse
-    from gateway.operation_limits import measure
+    from gateway.engine.operation_limits import measure
     windowed = "query($f: HoldingFilter) { viewer { holdings(filter: $f) { totalCount } } }"
     inverted = {"f": {"updatedAfter": "2025-09-27T00:00:00Z", "updatedBefore": "2025-09-26T00:00:00Z"}}
     assert measure(parse(windowed), None, inverted).needs_view == [False]

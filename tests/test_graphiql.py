@@ -11,9 +11,9 @@ import logging
 import httpx
 from graphql import parse, validate
 
-from gateway import graphiql
-from gateway.demo import demo_app
-from gateway.serving import ServerThread, free_port
+from gateway.server import graphiql
+from gateway.server.demo import demo_app
+from gateway.server.serving import ServerThread, free_port
 from schema import schema
 from tests.tooling import missing
 

@@ -12,9 +12,9 @@ from types import SimpleNamespace
 import httpx
 import pytest
 
-from gateway.records import Source
-from gateway.simulators.control import Fault
-from gateway.simulators.cryptofuse import six_dp
+from gateway.domain.records import Source
+from gateway.simulation.control import Fault
+from gateway.sources.cryptofuse.simulator import six_dp
 from gateway.sources import build_clients
 from resolvers.accounts import AccountRef
 from resolvers.history import account_history
@@ -324,7 +324,7 @@ class _MovingUpstream:
         return ["identity"]
 
     async def history_page(self, identity, *, currency, type, limit, offset):
-        from gateway.sources.cryptofuse import HistoryPage
+        from gateway.sources.cryptofuse.client import HistoryPage
         self.calls.append((limit, offset))
         page = HistoryPage(entries=self.entries[offset:offset + limit], total=len(self.entries),
                            limit=limit, offset=offset)
@@ -335,7 +335,7 @@ class _MovingUpstream:
 
 def _record(i: int):
     from datetime import timezone
-    from gateway.sources.cryptofuse import BalanceChangeRecord
+    from gateway.sources.cryptofuse.client import BalanceChangeRecord
     return BalanceChangeRecord(timestamp=datetime(2025, 1, 1, tzinfo=timezone.utc) + timedelta(minutes=i),
                                type="deposit", token=SimpleNamespace(id=f"t{i % 3}"), currency="X",
                                amount=Decimal(i), balance_after=Decimal(i * 2))

@@ -25,14 +25,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway import tracing
-from gateway.app import create_app
+from gateway.observability import tracing
+from gateway.server.app import create_app
 from gateway.config import GatewayConfig
-from gateway.logging_setup import make_handler
-from gateway.records import Source
-from gateway.serving import ServerThread, free_port
-from gateway.simulators.control import Fault
-from gateway.simulators.world import World
+from gateway.observability.logs import make_handler
+from gateway.domain.records import Source
+from gateway.server.serving import ServerThread, free_port
+from gateway.simulation.control import Fault
+from gateway.simulation.world import World
 from tests.conftest import GraphQLClient
 
 STATUS = """query Portfolio { viewer { sources { source state error { code } }
@@ -304,7 +304,7 @@ def test_cli_serves_metrics_and_logs_json_lines_with_the_request_id(tmp_path):
     with ServerThread(world.combined_app()) as sims:
         raw = _config(world, sims.url)
         config_file = tmp_path / "gateway.toml"
-        from gateway.simulators.world import to_toml
+        from gateway.simulation.world import to_toml
         config_file.write_text(to_toml(raw))
         world.controls[Source.COBO].add_fault(Fault(kind="status", status=502))
         with _gateway_process(config_file, {}) as (url, read_output):
@@ -367,10 +367,10 @@ def _wait_healthy(proc: subprocess.Popen, url: str) -> bool:
 def test_without_an_endpoint_opentelemetry_is_never_imported():
     script = """
 import sys, httpx
-from gateway.app import create_app
+from gateway.server.app import create_app
 from gateway.config import GatewayConfig
-from gateway.serving import ServerThread
-from gateway.simulators.world import World
+from gateway.server.serving import ServerThread
+from gateway.simulation.world import World
 world = World.generate(0, size=2)
 with ServerThread(world.combined_app()) as sims:
     raw = world.config_dict(sims.url)
@@ -450,7 +450,7 @@ def test_spans_are_exported_over_otlp_http_when_the_endpoint_is_set(tmp_path):
     with ServerThread(collector) as otlp, ServerThread(world.combined_app()) as sims:
         raw = _config(world, sims.url, observability={"otlp_endpoint": otlp.url, "service_name": "gw-under-test"})
         config_file = tmp_path / "gateway.toml"
-        from gateway.simulators.world import to_toml
+        from gateway.simulation.world import to_toml
         config_file.write_text(to_toml(raw))
         with _gateway_process(config_file, {"OTEL_BSP_SCHEDULE_DELAY": "100"}) as (url, read_output):
             response = httpx.post(url + "/graphql", json={"query": STATUS, "operationName": "Portfolio"},
@@ -492,7 +492,7 @@ def test_operation_type_and_name_for_span_names(query, name, expected):
 
 
 def test_graphql_error_codes_outside_our_vocabulary_are_filed_as_other():
-    from gateway.metrics import GatewayMetrics
+    from gateway.observability.metrics import GatewayMetrics
     metrics = GatewayMetrics()
     metrics.count_graphql_errors([{"extensions": {"code": "BAD_USER_INPUT"}}, {"extensions": {"code": "x=1&key=s3cret"}},
                                   {"message": "no extensions"}])
@@ -511,6 +511,6 @@ def test_metrics_endpoint_can_be_turned_off_and_speaks_openmetrics_when_asked():
 
 
 def test_busy_time_is_the_length_of_the_union_of_intervals():
-    from gateway.metrics import busy_time
+    from gateway.observability.metrics import busy_time
     assert busy_time([]) == 0
     assert busy_time([(5.0, 6.0), (0.0, 2.0), (1.0, 3.0), (1.5, 2.5)]) == 4.0

@@ -9,15 +9,15 @@ import pytest
 from httpx_aiohttp import AiohttpTransport
 from pydantic import SecretStr, ValidationError
 
-from gateway import money
+from gateway.domain import money
 from gateway.config import AccountConfig, OneBalanceAccount, OneBalanceSourceConfig
-from gateway.errors import UpstreamError
-from gateway.evm import checksum
-from gateway.records import AmountPrecision, PriceReliability, Source, SourceFetch, SourceState, WalletKind
-from gateway.registry import TokenRegistry
-from gateway.serving import ServerThread
-from gateway.simulators import onebalance as sim
-from gateway.sources.onebalance import (AggregatedBalanceResponse, OneBalanceClient, OneBalanceIdentity,
+from gateway.domain.errors import UpstreamError
+from gateway.domain.evm import checksum
+from gateway.domain.records import AmountPrecision, PriceReliability, Source, SourceFetch, SourceState, WalletKind
+from gateway.domain.tokens import TokenRegistry
+from gateway.server.serving import ServerThread
+from gateway.sources.onebalance import simulator as sim
+from gateway.sources.onebalance.client import (AggregatedBalanceResponse, OneBalanceClient, OneBalanceIdentity,
                                         group_accounts)
 from tests.tooling import FAULT_CODES
 

@@ -7,10 +7,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway import ids, money
-from gateway.records import (AmountPrecision, HoldingRecord, Money, Price, PriceReliability, Source, Token,
+from gateway.domain import ids, money
+from gateway.domain.records import (AmountPrecision, HoldingRecord, Money, Price, PriceReliability, Source, Token,
                              WalletKind, WalletRecord)
-from gateway.registry import TokenRegistry
+from gateway.domain.tokens import TokenRegistry
 from resolvers.holdings import order, select, value_total, HoldingSelection
 from resolvers.pagination import paginate
 from resolvers.positions import group
@@ -244,7 +244,7 @@ def test_valued_accounts_value_the_same_reads_once(portfolio):
     """Copies of the same fetches (shared reads, the memo) get the one valuation made for them;
     other reads get their own; the store is bounded."""
     from dataclasses import replace
-    from gateway.records import SourceFetch, SourceState
+    from gateway.domain.records import SourceFetch, SourceState
     from resolvers.valuation import Valued, ValuedAccounts
     wallets = list({h.wallet.id: h.wallet for h in portfolio}.values())
     fetch = SourceFetch(source=Source.COBO, account_id="acct", state=SourceState.OK, wallets=wallets, holdings=portfolio)

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from gateway.resilience import (
+from gateway.upstream.resilience import (
     BreakerState,
     CircuitBreaker,
     ConcurrencyLimiter,

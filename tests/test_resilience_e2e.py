@@ -15,10 +15,10 @@ from typing import Any, Iterator
 
 import httpx
 
-from gateway.records import Source
-from gateway.serving import ServerThread, free_port
-from gateway.simulators.control import Fault
-from gateway.simulators.world import World
+from gateway.domain.records import Source
+from gateway.server.serving import ServerThread, free_port
+from gateway.simulation.control import Fault
+from gateway.simulation.world import World
 from tests.conftest import GraphQLClient
 from tests.stack import stack
 from tests.tooling import need_redis

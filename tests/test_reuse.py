@@ -17,10 +17,10 @@ from collections import OrderedDict
 import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.records import Source
-from gateway.simulators.control import Fault
-from gateway.result_cache import Dependency, ReadLedger, ResultCache
-from gateway.simulators.world import gateway_key
+from gateway.domain.records import Source
+from gateway.simulation.control import Fault
+from gateway.upstream.ledger import Dependency, ReadLedger, ResultCache
+from gateway.simulation.world import gateway_key
 from tests.conftest import GraphQLClient
 from tests.stack import stack
 

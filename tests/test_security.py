@@ -10,12 +10,12 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from gateway import ids
-from gateway.app import create_app
+from gateway.domain import ids
+from gateway.server.app import create_app
 from gateway.config import GatewayConfig, parse_config
-from gateway.records import Source
-from gateway.serving import ServerThread
-from gateway.simulators.world import World
+from gateway.domain.records import Source
+from gateway.server.serving import ServerThread
+from gateway.simulation.world import World
 from tests.conftest import GraphQLClient
 from tests.stack import stack
 from tests.tooling import need_redis

@@ -17,16 +17,16 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from gateway.cache import InFlight
+from gateway.upstream.response_cache import InFlight
 from gateway.config import SourceConfig
-from gateway.errors import UpstreamCode, UpstreamError
+from gateway.domain.errors import UpstreamCode, UpstreamError
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
-from gateway.http import DirectLane, HttpxLane, make_http_client
-from gateway.records import Source
-from gateway.serving import ServerThread, free_port
-from gateway.upstream import Upstream, _param_list
+from gateway.upstream.http import DirectLane, HttpxLane, make_http_client
+from gateway.domain.records import Source
+from gateway.server.serving import ServerThread, free_port
+from gateway.upstream.pipeline import Upstream, _param_list
 
 CAP = 1024
 PATH = "/v2/some path/é"
@@ -138,7 +138,7 @@ async def test_same_bytes_reach_the_upstream(server, lane, params, query):
 
 
 async def test_kept_urls_follow_the_params_and_are_bounded(server, lane, monkeypatch):
-    monkeypatch.setattr("gateway.http.MAX_URLS", 3)
+    monkeypatch.setattr("gateway.upstream.http.MAX_URLS", 3)
     http = new_client(lane)
     try:
         upstream = _upstream(server.url, http)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from gateway.simulators.control import Fault
+from gateway.simulation.control import Fault
 from tests.capture import CAPTURED_LOGS, CAPTURED_RESPONSES, UPSTREAM_SECRETS
 
 UPSTREAM_BODY = "injected fault (upstream error body)"

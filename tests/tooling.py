@@ -11,7 +11,7 @@ import os
 
 import pytest
 
-from gateway.simulators.control import Fault
+from gateway.simulation.control import Fault
 
 
 def missing(what: str) -> None:

@@ -7,19 +7,19 @@ from __future__ import annotations
 import httpx
 
 from gateway.config import GatewayConfig
-from gateway.records import Source
-from gateway.registry import TokenRegistry
-from gateway.cache import Cache, InFlight
+from gateway.domain.records import Source
+from gateway.domain.tokens import TokenRegistry
+from gateway.upstream.response_cache import Cache, InFlight
 from gateway.sources.base import SourceClient
-from gateway.upstream import Upstream
+from gateway.upstream.pipeline import Upstream
 
 
 def client_classes() -> dict[Source, type[SourceClient]]:
-    from gateway.sources.calico import CalicoClient
-    from gateway.sources.cobo import CoboClient
-    from gateway.sources.cryptofuse import CryptofuseClient
-    from gateway.sources.dalp import DalpClient
-    from gateway.sources.onebalance import OneBalanceClient
+    from gateway.sources.calico.client import CalicoClient
+    from gateway.sources.cobo.client import CoboClient
+    from gateway.sources.cryptofuse.client import CryptofuseClient
+    from gateway.sources.dalp.client import DalpClient
+    from gateway.sources.onebalance.client import OneBalanceClient
 
     return {Source.CALICO: CalicoClient, Source.CRYPTOFUSE: CryptofuseClient,
             Source.ONEBALANCE: OneBalanceClient, Source.COBO: CoboClient, Source.DALP: DalpClient}

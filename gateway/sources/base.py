@@ -20,13 +20,13 @@ import httpx
 import pydantic
 from pydantic import BeforeValidator
 
-from gateway import money
+from gateway.domain import money
 from gateway.config import AccountConfig, SourceConfig
-from gateway.errors import UpstreamCode, UpstreamError
-from gateway.records import SourceError, SourceFetch, SourceState, Source
-from gateway.cache import InFlight
-from gateway.registry import TokenRegistry
-from gateway.upstream import Upstream
+from gateway.domain.errors import UpstreamCode, UpstreamError
+from gateway.domain.records import SourceError, SourceFetch, SourceState, Source
+from gateway.upstream.response_cache import InFlight
+from gateway.domain.tokens import TokenRegistry
+from gateway.upstream.pipeline import Upstream
 
 log = logging.getLogger("gateway.sources")
 

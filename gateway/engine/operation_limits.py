@@ -1,0 +1,243 @@
+"""Operation limits, checked after parsing and validation and before execution, so an
+over-limit request never reaches a resolver or an upstream.
+
+Codes: MAX_DEPTH_LIMIT, MAX_ALIASES_LIMIT, MAX_ROOT_FIELDS_LIMIT, MAX_TOKENS_LIMIT,
+COST_ESTIMATED_TOO_EXPENSIVE, INTROSPECTION_DISABLED. The cost is counted the way the
+gateway spends: upstream calls, estimated as (accounts read) x (their upstream
+identities), plus history pages.
+"""
+from __future__ import annotations
+
+import asyncio
+import math
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Iterator
+
+from graphql.execution.values import get_variable_values
+from graphql import (ExecutionResult, FieldNode, FragmentDefinitionNode, FragmentSpreadNode, GraphQLError,
+                     InlineFragmentNode, OperationDefinitionNode, SelectionSetNode, value_from_ast_untyped)
+from strawberry.extensions import SchemaExtension
+
+from gateway.domain import ids
+from gateway.support.by_identity import MISSING, ByIdentity
+from resolvers.fields import read_early
+
+# Fields whose resolution reads an account's upstream data; all but history need its view.
+VIEW_FIELDS = frozenset({"wallets", "holdings", "positions", "totalValue", "sources"})
+DATA_FIELDS = VIEW_FIELDS | {"balanceHistory"}
+HISTORY_PAGE = 100
+EARLY_READ_TURNS = 8
+
+
+@dataclass
+class Shape:
+    depth: int = 0
+    aliases: int = 0
+    root_fields: int = 0
+    introspection: bool = False
+    # root field -> (name, arguments, whether its subtree reads upstream data, history page counts)
+    roots: list[tuple[str, dict[str, Any], bool, list[int]]] = field(default_factory=list)
+    # root field -> whether its subtree needs an account's view (resolvers.fields.read_early)
+    needs_view: list[bool] = field(default_factory=list)
+    operation: OperationDefinitionNode | None = None
+
+
+_SHAPES = ByIdentity(maxsize=512)
+
+
+def measure_cached(document: Any, operation_name: str | None, variables: dict[str, Any] | None) -> Shape | None:
+    """`measure`, kept per parsed document when there are no variables. A Shape is not
+    changed once built."""
+    if variables:
+        return measure(document, operation_name, variables)
+    shape = _SHAPES.get((document,), operation_name)
+    if shape is MISSING:
+        shape = _SHAPES.put((document,), measure(document, operation_name, variables), operation_name)
+    return shape
+
+
+def measure(document: Any, operation_name: str | None, variables: dict[str, Any] | None) -> Shape | None:
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
+    if operation_name:
+        operations = [o for o in operations if o.name and o.name.value == operation_name]
+    if len(operations) != 1:
+        return None   # graphql-core reports the ambiguity itself
+    shape = Shape(operation=operations[0])
+    variables = variables or {}
+
+    def fields(selection_set: SelectionSetNode | None, seen: frozenset[str]) -> Iterator[FieldNode]:
+        for selection in selection_set.selections if selection_set else ():
+            if isinstance(selection, FieldNode):
+                yield selection
+            elif isinstance(selection, InlineFragmentNode):
+                yield from fields(selection.selection_set, seen)
+            elif isinstance(selection, FragmentSpreadNode) and selection.name.value not in seen:
+                fragment = fragments.get(selection.name.value)
+                if fragment:
+                    yield from fields(fragment.selection_set, seen | {selection.name.value})
+
+    def walk(node: FieldNode, level: int, seen: frozenset[str], history: list[int], view: list[bool]) -> bool:
+        shape.depth = max(shape.depth, level)
+        shape.aliases += node.alias is not None
+        name = node.name.value
+        if name in ("__schema", "__type"):
+            # Introspection is gated on its own; its standard query (GraphiQL's) is deep
+            # by nature and reads nothing upstream, so its depth does not count.
+            shape.introspection = True
+            return False
+        reads = name in DATA_FIELDS
+        if name in VIEW_FIELDS and not _windowed(node, variables):
+            view[0] = True
+        if name == "balanceHistory":
+            first = _argument(node, "first", variables)
+            history.append(math.ceil((first if isinstance(first, int) and first > 0 else 50) / HISTORY_PAGE))
+        for child in fields(node.selection_set, seen):
+            reads |= walk(child, level + 1, seen, history, view)
+        return reads
+
+    for root in fields(operations[0].selection_set, frozenset()):
+        if root.name.value == "__typename":
+            continue
+        shape.root_fields += 1
+        history: list[int] = []
+        view = [False]
+        reads = walk(root, 1, frozenset(), history, view)
+        args = {a.name.value: value_from_ast_untyped(a.value, variables) for a in root.arguments or ()}
+        shape.roots.append((root.name.value, args, reads, history))
+        shape.needs_view.append(view[0])
+    return shape
+
+
+def _windowed(node: FieldNode, variables: dict[str, Any]) -> bool:
+    """Whether the field's filter gives both ends of a time window. Its resolver rejects an
+    inverted window before any upstream call (resolvers.calico_window.validate_window), so
+    such a field does not start the account's reads early; it reads, if valid, when it runs."""
+    f = _argument(node, "filter", variables)
+    return isinstance(f, dict) and f.get("updatedAfter") is not None and f.get("updatedBefore") is not None
+
+
+def _argument(node: FieldNode, name: str, variables: dict[str, Any]) -> Any:
+    for argument in node.arguments or ():
+        if argument.name.value == name:
+            return value_from_ast_untyped(argument.value, variables)
+    return None
+
+
+def estimate_cost(shape: Shape, ctx: Any) -> int:
+    """Upstream calls the operation may cost: each account it reads once, times its identities."""
+    accounts: dict[str, int] = {}
+    caller = ctx.caller.id if ctx.caller is not None else None
+    for name, args, reads, history in shape.roots:
+        if name == "viewer":
+            ids = [caller]
+        elif name == "account":
+            ids = [args.get("id")]
+        elif name == "accounts":
+            ids = list(args.get("ids") or [])
+        elif name == "_entities":
+            ids = [_entity_account(r, caller) for r in args.get("representations") or []]
+        elif name in ("node", "token"):
+            ids, reads = [caller], True    # may have to read the caller's holdings to find it
+        else:
+            ids = []
+        for account_id in ids:
+            if not reads or not isinstance(account_id, str):
+                continue
+            account = ctx.state.account(account_id)
+            if account is None:
+                continue
+            identities = sum(len(client.identities(account)) for source, client in ctx.state.clients.items()
+                             if account.source(source) is not None)
+            accounts[account_id] = max(accounts.get(account_id, 0), identities + sum(history))
+    return sum(accounts.values())
+
+
+def _variables_valid(ec: Any, operation: OperationDefinitionNode | None) -> bool:
+    """Whether graphql-core will accept the request's variables (it checks them after this
+    hook): a request that is about to fail must not start upstream reads."""
+    if operation is None or not operation.variable_definitions:
+        return True
+    coerced = get_variable_values(ec.schema._schema, operation.variable_definitions, ec.variables or {}, max_errors=1)
+    return not isinstance(coerced, list)
+
+
+def _entity_account(representation: Any, caller: str | None) -> str | None:
+    """The account an entity representation reads: its own id for an Account, the account
+    inside a Wallet's opaque id, the caller's for anything else (a Token may search them)."""
+    if not isinstance(representation, dict):
+        return caller
+    typename, entity_id = representation.get("__typename"), representation.get("id")
+    if typename == "Account":
+        return entity_id
+    if typename == "Wallet" and isinstance(entity_id, str):
+        decoded = ids.decode(entity_id)
+        return decoded[1][1] if decoded and len(decoded[1]) >= 2 else None
+    return caller
+
+
+def _reject(code: str, message: str, **extensions: Any) -> ExecutionResult:
+    return ExecutionResult(data=None, errors=[GraphQLError(message, extensions={"code": code, **extensions})])
+
+
+class OperationLimits(SchemaExtension):
+    """Reads limits from the request context (the gateway's config), so one schema serves any config."""
+
+    def on_operation(self) -> Iterator[None]:
+        limits = self._limits()
+        if limits is not None:
+            self.execution_context.parse_options["max_tokens"] = limits.max_tokens
+        yield
+
+    async def on_execute(self) -> AsyncIterator[None]:
+        ec = self.execution_context
+        limits = self._limits()
+        if limits is not None and ec.graphql_document is not None and not ec.result:
+            self.shape: Shape | None = None
+            verdict = self._check(limits, ec)
+            shape = self.shape
+            if verdict is not None:
+                ec.result = verdict    # strawberry then skips execution entirely
+            elif shape is not None and _variables_valid(ec, shape.operation) \
+                    and read_early(ec.context, [(name, args, view) for (name, args, _, _), view
+                                                in zip(shape.roots, shape.needs_view)]):
+                # Admitted, and it needs the caller's account: let the reads go out before
+                # graphql-core's first pass. Loop turns until they have: the view task starts
+                # the account's read (1-2), the loaders dispatch (3-4), each identity's first
+                # page starts as a shared page read (5-6), aiohttp writes the request (7); one
+                # turn to spare.
+                # tests/test_gateway.py checks that they have; a layer more needs a turn more.
+                for _ in range(EARLY_READ_TURNS):
+                    await asyncio.sleep(0)
+        yield
+
+    def _limits(self) -> Any:
+        state = getattr(self.execution_context.context, "state", None)
+        return state.config.limits if state is not None else None
+
+    def _check(self, limits: Any, ec: Any) -> ExecutionResult | None:
+        ctx = ec.context
+        operations = [d for d in ec.graphql_document.definitions if isinstance(d, OperationDefinitionNode)]
+        if len(operations) > 1 and not getattr(ec, "_provided_operation_name", None):
+            # The spec requires a name to choose; strawberry would silently run the first.
+            return _reject("GRAPHQL_VALIDATION_FAILED",
+                           "Must provide operation name if query contains multiple operations.")
+        shape = self.shape = measure_cached(ec.graphql_document, ec.operation_name, ec.variables)
+        if shape is None:
+            return None
+        config = ctx.state.config
+        if shape.introspection and not (config.server.introspection or config.demo):
+            return _reject("INTROSPECTION_DISABLED", "introspection is disabled on this gateway")
+        if shape.depth > limits.max_depth:
+            return _reject("MAX_DEPTH_LIMIT", f"the operation is {shape.depth} levels deep; the limit is {limits.max_depth}")
+        if shape.aliases > limits.max_aliases:
+            return _reject("MAX_ALIASES_LIMIT", f"the operation uses {shape.aliases} aliases; the limit is {limits.max_aliases}")
+        if shape.root_fields > limits.max_root_fields:
+            return _reject("MAX_ROOT_FIELDS_LIMIT",
+                           f"the operation has {shape.root_fields} root fields; the limit is {limits.max_root_fields}")
+        cost = estimate_cost(shape, ctx)
+        if cost > limits.max_cost:
+            return _reject("COST_ESTIMATED_TOO_EXPENSIVE",
+                           f"the operation would cost about {cost} upstream calls; the limit is {limits.max_cost}",
+                           cost=cost, maxCost=limits.max_cost)
+        return None
