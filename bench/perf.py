@@ -356,7 +356,7 @@ def phase_large(b: Bench) -> None:
             f"~470 at each other source).\nDeep `viewer` query, holdings(first: 200); response "
             f"{size_kib:.0f} KiB. First request reads the upstreams ({kept['miss_calls']} calls); then "
             f"{len(kept['hits'])} sequential identical requests from the cache.\n"
-            f"`large` (default config) answers them with its kept response (gateway/result_cache.py); `large-memo` "
+            f"`large` (default config) answers them with its kept response (gateway/policy/kept_responses.py); `large-memo` "
             f"has kept responses off,\nso it executes each one from its memo of normalized reads (valuing, "
             f"GraphQL execution and serializing every time).\nMemory: each gateway process's RSS (VmRSS / VmHWM).")
     rows = []
@@ -522,7 +522,7 @@ def phase_alternative(b: Bench) -> None:
 # --------------------------------------------------------------------------- main
 
 def gateway_config(world: World, sims_url: str, *, cache: bool, keep: bool = True, coalesce: bool = True) -> dict[str, Any]:
-    """`keep`: whole responses kept for identical requests (gateway/result_cache.py); off, a cached
+    """`keep`: whole responses kept for identical requests (gateway/policy/kept_responses.py); off, a cached
     request is still answered from the memo of normalized reads but executed every time.
     `coalesce`: identical requests in flight together execute once (gateway/reuse.py)."""
     raw = world.config_dict(

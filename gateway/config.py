@@ -83,7 +83,7 @@ class CacheConfig(_Model):
     enabled: bool = True
     redis_url: SecretStr | None = None   # shared by every gateway process; in-memory LRU when absent
     max_entries: int = Field(10_000, ge=1)
-    # whole responses reused while the reads behind them are unchanged (gateway/result_cache.py)
+    # whole responses reused while the reads behind them are unchanged (gateway/policy/kept_responses.py)
     responses: bool = True
     responses_max_bytes: int = Field(64 * 1024 * 1024, ge=0)
 

@@ -12,8 +12,6 @@ from gateway.domain.errors import ClientCode
 from gateway.domain.records import (HoldingRecord, Source, SourceError, SourceFetch, SourceState,
                              SourceWarning, WalletRecord)
 from gateway.upstream.resilience import BreakerState
-from gateway.upstream.ledger import note_joined_read
-from gateway.upstream.pipeline import CURRENT_OPTIONS, FetchOptions
 from resolvers.context import RequestContext
 from resolvers.errors import client_error
 
@@ -79,7 +77,7 @@ async def fetch_account(ctx: RequestContext, account: AccountConfig) -> list[Sou
     reads = ctx.state.account_reads
     in_flight = reads.joining(key)
     if in_flight is not None:
-        fetches = await _join(in_flight)
+        fetches = await _join(ctx, in_flight)
     else:
         fetches = await reads.run(key, lambda: _load(ctx, account))
     ctx.note_failures(fetches)
@@ -91,12 +89,13 @@ async def _load(ctx: RequestContext, account: AccountConfig) -> list[SourceFetch
     return list(await asyncio.gather(*loads)) if loads else []
 
 
-async def _join(shared: Awaitable[list[SourceFetch]]) -> list[SourceFetch]:
+async def _join(ctx: RequestContext, shared: Awaitable[list[SourceFetch]]) -> list[SourceFetch]:
     # Only the account's view reads its identities (ctx.views keeps one per account), so the
     # joiner's loaders need not hold these fetches.
     waiting = time.perf_counter()
     fetches = [f.handed_out() for f in await shared]
-    note_joined_read(waiting)
+    if ctx.ledger is not None:
+        ctx.ledger.note_joined_read(waiting)
     return fetches
 
 
@@ -106,17 +105,14 @@ def remembered_fetches(ctx: RequestContext, account: AccountConfig) -> list[Sour
     reading (or counting) it again."""
     fetches: list[SourceFetch] = []
     complete = True
-    token = CURRENT_OPTIONS.set(ctx.fetch_options.get(account.id) or FetchOptions(deadline=ctx.deadline))
-    try:
-        for source, identity in _identities(ctx, account):
-            fetch = ctx.state.clients[source].upstream.recall(identity)
-            if fetch is None:
-                complete = False
-            else:
-                ctx.loaders[source].prime(identity, fetch)
-                fetches.append(fetch)
-    finally:
-        CURRENT_OPTIONS.reset(token)
+    options = ctx.options_for(account.id)
+    for source, identity in _identities(ctx, account):
+        fetch = ctx.state.clients[source].upstream.recall(identity, options)
+        if fetch is None:
+            complete = False
+        else:
+            ctx.loaders[source].prime(identity, fetch)
+            fetches.append(fetch)
     return fetches if complete else None
 
 

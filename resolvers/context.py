@@ -12,6 +12,7 @@ from gateway.config import AccountConfig, GatewayConfig
 from gateway.domain.records import Source, SourceFetch, Token
 from gateway.domain.tokens import TokenRegistry
 from gateway.upstream.resilience import Deadline
+from gateway.upstream.ledger import ReadLedger
 from gateway.upstream.pipeline import FetchOptions
 from gateway.sources.base import SourceClient
 from resolvers.valuation import ValuedAccounts
@@ -81,10 +82,20 @@ class RequestContext:
     deadline: Deadline = field(default_factory=Deadline.none)
     # per account: maxAge/refresh asked on viewer/account/accounts (first ask wins)
     fetch_options: dict[str, FetchOptions] = field(default_factory=dict)
+    ledger: ReadLedger | None = None    # what this request read (the gate's; none outside HTTP)
 
     def ask(self, account_id: str, max_age_s: float | None, refresh: bool) -> None:
         if (max_age_s is not None or refresh) and account_id not in self.fetch_options:
-            self.fetch_options[account_id] = FetchOptions(deadline=self.deadline, max_age_s=max_age_s, refresh=refresh)
+            self.fetch_options[account_id] = FetchOptions(deadline=self.deadline, max_age_s=max_age_s,
+                                                          refresh=refresh, ledger=self.ledger)
+
+    @property
+    def default_options(self) -> FetchOptions:
+        return FetchOptions(deadline=self.deadline, ledger=self.ledger)
+
+    def options_for(self, account_id: str) -> FetchOptions:
+        """What this request asks of the reads of one account."""
+        return self.fetch_options.get(account_id) or self.default_options
 
     @property
     def registry(self) -> TokenRegistry:

@@ -129,7 +129,7 @@ class _Reader:
         task = memo.get(key)
         if task is None:
             task = memo[key] = asyncio.ensure_future(self.client.history_page(
-                self.identity, currency=self.currency, type=self.type, limit=limit, offset=offset))
+                self.identity, options=self.ctx.options_for(self.account_id), currency=self.currency, type=self.type, limit=limit, offset=offset))
         page: HistoryPage = await task
         return page
 

@@ -14,19 +14,15 @@ from aiodataloader import DataLoader
 
 from gateway.domain.records import Source, SourceFetch
 from gateway.sources.base import SourceClient
-from gateway.upstream.pipeline import CURRENT_OPTIONS, FetchOptions
+from gateway.upstream.pipeline import FetchOptions
 
 def source_loader(client: SourceClient, asked: dict[str, FetchOptions], default: FetchOptions) -> DataLoader:
     """`asked` is the request's account id -> options map (filled by viewer/account/accounts);
     holding it rather than the context keeps the context free of reference cycles, so a
     finished request is freed by reference counting instead of the garbage collector."""
-    async def one(identity: Any) -> SourceFetch:
-        # Runs in its own task (gather), so this setting stays with this fetch.
-        CURRENT_OPTIONS.set(asked.get(identity.account_id, default))
-        return await client.fetch(identity)
-
     async def batch(identities: list[Any]) -> list[SourceFetch]:
-        return list(await asyncio.gather(*(one(identity) for identity in identities)))
+        return list(await asyncio.gather(*(client.fetch(identity, asked.get(identity.account_id, default))
+                                           for identity in identities)))
     return DataLoader(batch)
 
 

@@ -323,7 +323,7 @@ class _MovingUpstream:
     def identities(self, account):
         return ["identity"]
 
-    async def history_page(self, identity, *, currency, type, limit, offset):
+    async def history_page(self, identity, *, currency, type, limit, offset, options=None):
         from gateway.sources.cryptofuse.client import HistoryPage
         self.calls.append((limit, offset))
         page = HistoryPage(entries=self.entries[offset:offset + limit], total=len(self.entries),
@@ -347,7 +347,7 @@ def test_entries_arriving_between_upstream_calls_of_one_page(gateway_config):
                                                 [_record(2000 + i) for i in range(2)]])
     def request():   # a fresh per-request context (and memo) each time
         return SimpleNamespace(state=SimpleNamespace(clients={Source.CRYPTOFUSE: upstream}), identities={},
-                               upstream_problems={}, seen_tokens={})
+                               upstream_problems={}, seen_tokens={}, options_for=lambda account_id: None)
     ref = AccountRef(id="demo", config=gateway_config.account("demo"))
     conn = asyncio.run(account_history(request(), ref, None, None, 200, None))
     assert conn.nodes == old[:200]                                 # nothing skipped or repeated

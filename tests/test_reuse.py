@@ -1,4 +1,4 @@
-"""Answering a request with another's response (gateway/reuse.py, gateway/result_cache.py),
+"""Answering a request with another's response (gateway/policy/response_reuse.py, gateway/policy/kept_responses.py),
 over real HTTP.
 
 A kept answer is only ever the answer the request would get anyway: these tests change
@@ -19,7 +19,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.domain.records import Source
 from gateway.simulation.control import Fault
-from gateway.upstream.ledger import Dependency, ReadLedger, ResultCache
+from gateway.policy.kept_responses import KeptResponses
+from gateway.upstream.ledger import Dependency, ReadLedger
 from gateway.simulation.world import gateway_key
 from tests.conftest import GraphQLClient
 from tests.stack import stack
@@ -211,10 +212,14 @@ class _Breaker:
 
 
 class _Upstream:
+    """A memo as a kept response sees one (ledger.Memo)."""
     def __init__(self) -> None:
         self.normalized: OrderedDict = OrderedDict()
 
-    def count_cache_hit(self) -> None:
+    def still_holds(self, identity, fetch) -> bool:
+        return identity in self.normalized and self.normalized[identity][0] is fetch
+
+    def reused(self, identity) -> None:
         pass
 
 
@@ -222,7 +227,7 @@ def test_the_store_is_bounded_by_bytes_and_drops_entries_whose_memo_moved_on():
     upstream = _Upstream()
     fetch = object()
     upstream.normalized["identity"] = (fetch, 0.0)
-    cache = ResultCache([_Breaker()], max_entries=100, max_bytes=8_000)
+    cache = KeptResponses([_Breaker()], max_entries=100, max_bytes=8_000)
     ledger = ReadLedger(deps=[Dependency(upstream, "identity", fetch, time.time() + 60)])  # type: ignore[arg-type]
     for n in range(10):
         assert cache.store(("k", n), ledger, cache.breaker_states(), [], b"x" * 900)
@@ -239,7 +244,7 @@ def test_a_breaker_that_changes_before_the_response_is_stored_makes_it_unusable(
     upstream, breaker = _Upstream(), _Breaker()
     fetch = object()
     upstream.normalized["identity"] = (fetch, 0.0)
-    cache = ResultCache([breaker], max_entries=10, max_bytes=8_000)
+    cache = KeptResponses([breaker], max_entries=10, max_bytes=8_000)
     ledger = ReadLedger(deps=[Dependency(upstream, "identity", fetch, time.time() + 60)])  # type: ignore[arg-type]
     before = cache.breaker_states()           # the request starts
     breaker.state = "OPEN"                     # ...and a breaker opens before its response is stored
@@ -276,9 +281,9 @@ def test_requests_reading_one_account_together_join_one_read_of_it(monkeypatch):
     asked: list[str] = []
     read = SourceClient._read
 
-    async def counted(self, identity):
+    async def counted(self, identity, options):
         asked.append(self.source.value)
-        return await read(self, identity)
+        return await read(self, identity, options)
     monkeypatch.setattr(SourceClient, "_read", counted)
     with stack(cache={"enabled": False}, server={"coalesce_identical": False}) as (world, client, _):
         alone = client.post(STATUS).json()

@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 from enum import Enum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gateway.domain.records import Source
 
 
 class UpstreamCode(str, Enum):
@@ -39,3 +43,19 @@ class ClientError(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+def status_code_error(source: "Source", status: int, retry_after: float | None = None) -> UpstreamError:
+    """Default mapping of an upstream HTTP status to our code; the message names only the status."""
+    name = source.display
+    if status in (401, 403):
+        return UpstreamError(UpstreamCode.AUTH_FAILED, f"{name} rejected the gateway's credentials (HTTP {status})", status=status)
+    if status == 429:
+        return UpstreamError(UpstreamCode.RATE_LIMITED, f"{name} is rate limiting the gateway (HTTP 429)",
+                             status=status, retry_after=retry_after)
+    if status in (408, 504):
+        return UpstreamError(UpstreamCode.TIMEOUT, f"{name} timed out (HTTP {status})", status=status)
+    if status >= 500:
+        return UpstreamError(UpstreamCode.UNAVAILABLE, f"{name} is unavailable (HTTP {status})", status=status,
+                             retry_after=retry_after)
+    return UpstreamError(UpstreamCode.BAD_RESPONSE, f"{name} refused the request (HTTP {status})", status=status)

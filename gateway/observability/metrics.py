@@ -21,9 +21,8 @@ from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response
 
-if TYPE_CHECKING:  # import cycles: upstream.py imports this module
-    from gateway.domain.errors import UpstreamError
-    from gateway.domain.records import Source
+from gateway.domain.errors import UpstreamError, status_code_error
+from gateway.domain.records import Source
 
 # OpenTelemetry's recommended boundaries for http.server/client.request.duration (seconds).
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
@@ -130,7 +129,6 @@ class GatewayMetrics:
 
 def code_for_status(source: "Source", status: int) -> str:
     """The gateway's code for an upstream HTTP error status (the sources' default mapping)."""
-    from gateway.sources.base import status_code_error   # lazy: sources.base imports upstream imports us
     return status_code_error(source, status).code.value
 
 

@@ -3,12 +3,12 @@
 Two ways, both for the *same* request only (same caller, method, query string, body,
 Content-Type and Accept), and both only with a response that has no errors:
 
-- a kept response (gateway/result_cache.py), while every memoised upstream read behind
+- a kept response (policy/kept_responses.py), while every memoised upstream read behind
   it is unchanged;
 - an identical request already running (coalescing): the newcomer waits for that
   response instead of executing the same operation again. Its data is then at most one
   request-duration older than its arrival, as with the upstream in-flight de-duplication
-  it extends (gateway/cache.py InFlight). If the running request fails, is cancelled or
+  it extends (upstream/response_cache.py InFlight). If the running request fails, is cancelled or
   answers with errors, each waiting request runs on its own.
 """
 from __future__ import annotations
@@ -16,13 +16,14 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from gateway.upstream.ledger import ReadLedger, ResultCache
+from gateway.policy.kept_responses import KeptResponses
+from gateway.upstream.ledger import ReadLedger
 
 Shared = tuple[list[tuple[bytes, bytes]], bytes]   # headers (without the request id), body
 
 
 class ResponseReuse:
-    def __init__(self, app: Any, results: ResultCache | None, *, coalesce: bool):
+    def __init__(self, app: Any, results: KeptResponses | None, *, coalesce: bool):
         self.app = app
         self.results = results
         self.coalesce = coalesce

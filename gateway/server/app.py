@@ -38,10 +38,10 @@ from gateway.policy.persisted_queries import PersistedQueries
 from gateway.policy.rate_limit import RateLimiter
 from gateway.domain.tokens import TokenRegistry
 from gateway.upstream.resilience import BreakerState, Deadline
-from gateway.upstream.ledger import CURRENT_LEDGER, ResultCache
+from gateway.policy.kept_responses import KeptResponses
 from gateway.policy.response_reuse import ResponseReuse
 from gateway.sources import build_clients
-from gateway.upstream.pipeline import CURRENT_OPTIONS, FetchOptions
+from gateway.upstream.pipeline import FetchOptions
 from resolvers.context import GatewayState, RequestContext
 from resolvers.loaders import make_loaders
 from schema import schema as default_schema
@@ -74,9 +74,9 @@ class GatewayGraphQL(tracing.TracedOperations, GraphQL):   # a span per operatio
         deadline = Deadline.after(self.state.config.server.request_deadline_s)
         ctx = RequestContext(state=self.state, caller=getattr(request.state, "caller", None),
                              is_admin=getattr(request.state, "is_admin", False), loaders={},
-                             request_id=getattr(request.state, "request_id", ""), deadline=deadline)
-        ctx.loaders = make_loaders(self.state.clients, ctx.fetch_options, FetchOptions(deadline=deadline))
-        CURRENT_OPTIONS.set(FetchOptions(deadline=deadline))   # reads made outside the loaders (history)
+                             request_id=getattr(request.state, "request_id", ""), deadline=deadline,
+                             ledger=getattr(request.state, "ledger", None))
+        ctx.loaders = make_loaders(self.state.clients, ctx.fetch_options, ctx.default_options)
         request.state.ctx = ctx
         request.state.sub_response = response
         return ctx
@@ -109,7 +109,7 @@ class GatewayGraphQL(tracing.TracedOperations, GraphQL):   # a span per operatio
         query, error = await self.persisted.resolve(request_data.query, request_data.extensions)
         if error is not None:
             return ExecutionResult(data=None, errors=[error])
-        ledger = CURRENT_LEDGER.get()
+        ledger = getattr(request.state, "ledger", None)
         if ledger is not None and request_data.query is not None and _registers_persisted_query(request_data.extensions):
             ledger.uncacheable = True   # an APQ registration must happen every time it is sent
         if query != request_data.query:
@@ -213,8 +213,8 @@ def create_app(config: GatewayConfig, *, extra_routes: list[BaseRoute] | None = 
     view = GatewayGraphQL(state, graphiql=config.server.graphiql or config.demo, persisted=persisted)
     results = None
     if config.cache.enabled and config.cache.responses:
-        results = ResultCache([c.upstream.breaker for c in state.clients.values()],
-                              max_entries=config.cache.max_entries, max_bytes=config.cache.responses_max_bytes)
+        results = KeptResponses([c.upstream.breaker for c in state.clients.values()],
+                                max_entries=config.cache.max_entries, max_bytes=config.cache.responses_max_bytes)
     reuse = ResponseReuse(view, results, coalesce=config.server.coalesce_identical)
     graphql = SecurityGate(view, state, rate_limiter, reuse)
     # Observability: per-app Prometheus registry (also attached to every Upstream); tracing if configured.

@@ -19,7 +19,7 @@ from gateway.policy.auth import Authenticator, AuthError, presented_credential
 from gateway.domain.errors import ClientCode
 from gateway.observability.logs import REQUEST_ID
 from gateway.policy.rate_limit import RateLimiter, retry_after_header
-from gateway.upstream.ledger import CURRENT_LEDGER, ReadLedger
+from gateway.upstream.ledger import ReadLedger
 from gateway.policy.response_reuse import ResponseReuse
 from resolvers.context import GatewayState
 
@@ -71,7 +71,7 @@ class SecurityGate:
         scope["state"]["is_admin"] = caller.is_admin
         limit = self.state.config.limits.max_body_bytes
         ledger = ReadLedger()    # filled by every upstream read this request causes
-        CURRENT_LEDGER.set(ledger)
+        scope["state"]["ledger"] = ledger
         try:
             if not self.reuse.enabled or scope["method"] not in ("GET", "POST"):
                 await self.app(scope, _capped(receive, limit), send)

@@ -22,11 +22,11 @@ from pydantic import BeforeValidator
 
 from gateway.domain import money
 from gateway.config import AccountConfig, SourceConfig
-from gateway.domain.errors import UpstreamCode, UpstreamError
+from gateway.domain.errors import UpstreamCode, UpstreamError, status_code_error
 from gateway.domain.records import SourceError, SourceFetch, SourceState, Source
 from gateway.upstream.response_cache import InFlight
 from gateway.domain.tokens import TokenRegistry
-from gateway.upstream.pipeline import Upstream
+from gateway.upstream.pipeline import FetchOptions, Upstream
 
 log = logging.getLogger("gateway.sources")
 
@@ -61,22 +61,6 @@ class UpstreamModel(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="ignore")
 
 
-def status_code_error(source: Source, status: int, retry_after: float | None = None) -> UpstreamError:
-    """Default mapping of an upstream HTTP status to our code; the message names only the status."""
-    name = source.display
-    if status in (401, 403):
-        return UpstreamError(UpstreamCode.AUTH_FAILED, f"{name} rejected the gateway's credentials (HTTP {status})", status=status)
-    if status == 429:
-        return UpstreamError(UpstreamCode.RATE_LIMITED, f"{name} is rate limiting the gateway (HTTP 429)",
-                             status=status, retry_after=retry_after)
-    if status in (408, 504):
-        return UpstreamError(UpstreamCode.TIMEOUT, f"{name} timed out (HTTP {status})", status=status)
-    if status >= 500:
-        return UpstreamError(UpstreamCode.UNAVAILABLE, f"{name} is unavailable (HTTP {status})", status=status,
-                             retry_after=retry_after)
-    return UpstreamError(UpstreamCode.BAD_RESPONSE, f"{name} refused the request (HTTP {status})", status=status)
-
-
 @dataclass(slots=True)
 class UpstreamResponse:
     status: int
@@ -102,7 +86,7 @@ class SourceClient(ABC, Generic[ConfigT, IdentityT]):
         """The upstream identities of one account: one fetch (all its pages) each."""
 
     @abstractmethod
-    async def fetch_identity(self, identity: IdentityT, fetch: SourceFetch) -> None:
+    async def fetch_identity(self, identity: IdentityT, fetch: SourceFetch, options: FetchOptions) -> None:
         """Read every page for `identity`, appending wallets/holdings/warnings to `fetch`.
         Raise UpstreamError (or let pydantic/KeyError/... escape) on failure."""
 
@@ -110,19 +94,19 @@ class SourceClient(ABC, Generic[ConfigT, IdentityT]):
     def account_id_of(identity: Any) -> str:
         return identity.account_id
 
-    async def fetch(self, identity: IdentityT) -> SourceFetch:
+    async def fetch(self, identity: IdentityT, options: FetchOptions = FetchOptions()) -> SourceFetch:
         """All pages for one identity, normalized. Never raises. (Requests reading the same
         account at the same time share its reads: resolvers.accounts.fetch_account.)"""
-        remembered = self.upstream.recall(identity)
+        remembered = self.upstream.recall(identity, options)
         if remembered is not None:
             return remembered
-        return await self._read(identity)
+        return await self._read(identity, options)
 
-    async def _read(self, identity: IdentityT) -> SourceFetch:
+    async def _read(self, identity: IdentityT, options: FetchOptions) -> SourceFetch:
         result = SourceFetch(source=self.source, account_id=self.account_id_of(identity), state=SourceState.OK)
         started = time.perf_counter()
         try:
-            await self.fetch_identity(identity, result)
+            await self.fetch_identity(identity, result, options)
         except UpstreamError as exc:
             self._fail(result, exc.code, exc.message, status=exc.status)
         except (pydantic.ValidationError, KeyError, TypeError, ValueError, AttributeError,
@@ -149,11 +133,12 @@ class SourceClient(ABC, Generic[ConfigT, IdentityT]):
         log.warning("upstream failed source=%s account=%s code=%s status=%s", self.source.value,
                     result.account_id, code.value, status)
 
-    async def get(self, fetch: SourceFetch, path: str, *, params: Mapping[str, Any] | list[tuple[str, Any]] | None = None,
+    async def get(self, fetch: SourceFetch, path: str, options: FetchOptions, *,
+                  params: Mapping[str, Any] | list[tuple[str, Any]] | None = None,
                   headers: Mapping[str, str] | None = None) -> UpstreamResponse:
         """GET base_url + path through the source's Upstream (cache, dedup, breaker, limits,
         retries, deadline). Failures raise UpstreamError; any HTTP status returns."""
-        live = await self.upstream.get(fetch, self.config.base_url + path, params, headers)
+        live = await self.upstream.get(fetch, self.config.base_url + path, params, headers, options)
         moment = datetime.fromtimestamp(live.fetched_at, timezone.utc)
         if fetch.fetched_at is None or moment < fetch.fetched_at:
             fetch.fetched_at = moment   # a fetch is as old as its oldest page

@@ -12,7 +12,6 @@ been read and normalized (SourceClient.fetch), so garbage is never cached.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
 import time
 from collections import OrderedDict
@@ -29,7 +28,7 @@ from gateway.config import SourceConfig
 from gateway.domain.errors import UpstreamCode, UpstreamError
 from gateway.domain.records import Source, SourceFetch, SourceState, SourceWarning
 from gateway.upstream.resilience import CircuitBreaker, ConcurrencyLimiter, Deadline, RetryBudget, RetryPolicy
-from gateway.upstream.ledger import CURRENT_LEDGER, Dependency
+from gateway.upstream.ledger import Dependency, ReadLedger
 
 log = logging.getLogger("gateway.upstream")
 
@@ -39,14 +38,11 @@ _REQUEST_SPECIFIC = frozenset({"STALE", "REFRESH_RATE_LIMITED"})   # true of one
 
 @dataclass(frozen=True, slots=True)
 class FetchOptions:
-    """What one client request asks of the upstream reads it causes."""
+    """What one client request asks of the upstream reads it causes, passed down with each read."""
     deadline: Deadline = field(default_factory=Deadline.none)
     max_age_s: float | None = None   # the client wants data at most this old
     refresh: bool = False            # the client wants fresh data (rate-limited)
-
-
-# Set by the per-request loaders around each fetch; read by Upstream.get.
-CURRENT_OPTIONS: contextvars.ContextVar[FetchOptions] = contextvars.ContextVar("fetch_options", default=FetchOptions())
+    ledger: ReadLedger | None = None  # what the request read (for keeping its response), if anyone asks
 
 
 @dataclass(slots=True)
@@ -89,8 +85,7 @@ class Upstream:
     # A cache hit would otherwise re-parse and re-validate the same bytes on every request
     # (half the CPU of a cached query): keep the normalized fetch beside the cached pages,
     # for no longer than the pages themselves are fresh.
-    def recall(self, identity: Any) -> SourceFetch | None:
-        options = CURRENT_OPTIONS.get()
+    def recall(self, identity: Any, options: FetchOptions) -> SourceFetch | None:
         if self.cache is None or options.refresh:
             return None
         remembered = self.normalized.get(identity)
@@ -103,10 +98,19 @@ class Upstream:
             return None     # expired: the page path decides (refetch, or stale on failure)
         self.normalized.move_to_end(identity)
         self._count_cache("hit")
-        ledger = CURRENT_LEDGER.get()
-        if ledger is not None:   # the response may be reused while this entry stands (result_cache.py)
-            ledger.deps.append(Dependency(self, identity, fetch, expires))
+        if options.ledger is not None:   # the response may be reused while this entry stands
+            options.ledger.deps.append(Dependency(self, identity, fetch, expires))
         return fetch.handed_out(from_cache=True, upstream_calls=0)
+
+    def still_holds(self, identity: Any, fetch: SourceFetch) -> bool:
+        """Whether the memo's entry for `identity` is still this very fetch (a kept response's test)."""
+        remembered = self.normalized.get(identity)
+        return remembered is not None and remembered[0] is fetch
+
+    def reused(self, identity: Any) -> None:
+        """A kept response stood in for this memo read: a cache hit, kept recent in the memo."""
+        self.normalized.move_to_end(identity)
+        self._count_cache("hit")
 
     def remember(self, identity: Any, fetch: SourceFetch) -> None:
         if self.cache is None or fetch.state is SourceState.FAILED or fetch.fetched_at is None \
@@ -118,9 +122,9 @@ class Upstream:
             self.normalized.popitem(last=False)
 
     # -- one page -----------------------------------------------------------------
-    async def get(self, fetch: SourceFetch, url: str, params: Any, headers: Mapping[str, str] | None) -> LiveResponse:
-        options = CURRENT_OPTIONS.get()
-        ledger = CURRENT_LEDGER.get()
+    async def get(self, fetch: SourceFetch, url: str, params: Any, headers: Mapping[str, str] | None,
+                  options: FetchOptions) -> LiveResponse:
+        ledger = options.ledger
         if ledger is not None:
             ledger.other_reads = True
         params_list = _param_list(params)
@@ -184,9 +188,6 @@ class Upstream:
     def _from_cache(self, fetch: SourceFetch, cached: CachedResponse) -> LiveResponse:
         fetch.from_cache = True
         return LiveResponse(status=cached.status, body=cached.body, fetched_at=cached.fetched_at, from_cache=True)
-
-    def count_cache_hit(self) -> None:
-        self._count_cache("hit")
 
     def _count_cache(self, result: str) -> None:
         if self.cache is not None:   # no cache configured: nothing to count

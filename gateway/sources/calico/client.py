@@ -22,6 +22,7 @@ from gateway.domain import ids, money
 from gateway.config import AccountConfig, CalicoSourceConfig
 from gateway.domain.records import (AmountPrecision, HoldingRecord, Money, Price, PriceReliability, Source,
                              SourceFetch, SourceState, SourceWarning, Token, WalletKind, WalletRecord)
+from gateway.upstream.pipeline import FetchOptions
 from gateway.sources.base import SourceClient, UpstreamModel, as_utc
 
 PAGE_LIMIT = 100  # Calico's documented maximum; there is no cursor beyond it
@@ -90,11 +91,11 @@ class CalicoClient(SourceClient[CalicoSourceConfig, CalicoIdentity]):
             return []
         return [CalicoIdentity(account_id=account.id, token=account.calico.token)]
 
-    async def fetch_identity(self, identity: CalicoIdentity, fetch: SourceFetch) -> None:
+    async def fetch_identity(self, identity: CalicoIdentity, fetch: SourceFetch, options: FetchOptions) -> None:
         if identity.matches_nothing():
             return
         headers = {"Authorization": f"Bearer {identity.token.get_secret_value()}"}
-        response = await self.get(fetch, "/assets", params=identity.params(), headers=headers)
+        response = await self.get(fetch, "/assets", options, params=identity.params(), headers=headers)
         self.raise_for_status(response)
         body = CalicoAssetsResponse.model_validate(response.body)
         self._normalize(identity.account_id, body.data, fetch)

@@ -21,8 +21,8 @@ from gateway.config import AccountConfig, CoboSourceConfig
 from gateway.domain.errors import UpstreamCode, UpstreamError
 from gateway.domain.records import (AmountPrecision, HoldingRecord, Source, SourceFetch, SourceWarning, Token,
                              WalletKind, WalletRecord)
+from gateway.upstream.pipeline import FetchOptions
 from gateway.sources.base import DecimalString, SourceClient, UpstreamModel, as_utc
-from gateway.upstream.pipeline import CURRENT_OPTIONS
 
 PATH = "/api/v1/wallets/balances"
 PAGE_LIMIT = 200      # the documented maximum
@@ -81,11 +81,11 @@ class CoboClient(SourceClient[CoboSourceConfig, CoboIdentity]):
         uuids = dict.fromkeys(account.cobo.wallet_uuids)   # de-duplicate, keep order
         return [CoboIdentity(account.id, self.config.api_key, uuid) for uuid in uuids]
 
-    async def fetch_identity(self, identity: CoboIdentity, fetch: SourceFetch) -> None:
-        rows = await self._read_all(identity, fetch)
+    async def fetch_identity(self, identity: CoboIdentity, fetch: SourceFetch, options: FetchOptions) -> None:
+        rows = await self._read_all(identity, fetch, options)
         # A refresh the cache rate-limited (served from cache) must not force a sync either.
-        if CURRENT_OPTIONS.get().refresh and not identity.force_refresh_address and not fetch.from_cache:
-            rows = await self._force_refreshed(identity, fetch, rows)
+        if options.refresh and not identity.force_refresh_address and not fetch.from_cache:
+            rows = await self._force_refreshed(identity, fetch, options, rows)
         wallet = WalletRecord(
             id=ids.wallet_id(self.source.value, identity.account_id, identity.wallet_uuid),
             account_id=identity.account_id, source=self.source, kind=WalletKind.CUSTODIAL,
@@ -94,18 +94,18 @@ class CoboClient(SourceClient[CoboSourceConfig, CoboIdentity]):
         fetch.wallets.append(wallet)
         fetch.holdings.extend(self._holdings(identity, wallet, rows))
 
-    async def _force_refreshed(self, identity: CoboIdentity, fetch: SourceFetch,
+    async def _force_refreshed(self, identity: CoboIdentity, fetch: SourceFetch, options: FetchOptions,
                                rows: list[BalanceRead]) -> list[BalanceRead]:
         """A client refresh: Cobo syncs from chain only for an `address` (force_refresh works
         only with address), so re-read each of the wallet's addresses with force_refresh and
         put those rows in place of that address's rows."""
         addresses = sorted({r.address for r in rows if r.address})[:MAX_REFRESH_ADDRESSES]
         for address in addresses:
-            fresh = await self._read_all(replace(identity, force_refresh_address=address), fetch)
+            fresh = await self._read_all(replace(identity, force_refresh_address=address), fetch, options)
             rows = [r for r in rows if r.address != address] + [r for r in fresh if r.address == address]
         return rows
 
-    async def _read_all(self, identity: CoboIdentity, fetch: SourceFetch) -> list[BalanceRead]:
+    async def _read_all(self, identity: CoboIdentity, fetch: SourceFetch, options: FetchOptions) -> list[BalanceRead]:
         headers = {"X-API-Key": identity.api_key.get_secret_value()}
         base: dict[str, Any] = {"wallet_uuid": identity.wallet_uuid, "limit": PAGE_LIMIT}
         if identity.force_refresh_address:
@@ -115,7 +115,7 @@ class CoboClient(SourceClient[CoboSourceConfig, CoboIdentity]):
         seen: set[str] = set()
         for _ in range(MAX_PAGES):
             params = base | ({"after": cursor} if cursor else {})
-            page = self._parse(await self.get(fetch, PATH, params=params, headers=headers))
+            page = self._parse(await self.get(fetch, PATH, options, params=params, headers=headers))
             for row in page.result:
                 if row.wallet_uuid and row.wallet_uuid.lower() != identity.wallet_uuid.lower():
                     # The filter was ignored: summing another wallet's rows would misstate this one.

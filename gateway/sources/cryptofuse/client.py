@@ -21,6 +21,7 @@ from gateway.config import AccountConfig, CryptofuseSourceConfig
 from gateway.domain.errors import UpstreamCode, UpstreamError
 from gateway.domain.records import (AmountPrecision, HoldingRecord, Source, SourceFetch, SourceState,
                              Token, WalletKind, WalletRecord)
+from gateway.upstream.pipeline import FetchOptions
 from gateway.sources.base import SourceClient, UpstreamResponse
 
 BALANCES_PATH = "/user/balances/"
@@ -110,8 +111,8 @@ class CryptofuseClient(SourceClient[CryptofuseSourceConfig, CryptofuseIdentity])
         block = account.cryptofuse
         return [] if block is None else [CryptofuseIdentity(account_id=account.id, token=block.token)]
 
-    async def fetch_identity(self, identity: CryptofuseIdentity, fetch: SourceFetch) -> None:
-        response = await self.get(fetch, BALANCES_PATH, headers=self._auth(identity))
+    async def fetch_identity(self, identity: CryptofuseIdentity, fetch: SourceFetch, options: FetchOptions) -> None:
+        response = await self.get(fetch, BALANCES_PATH, options, headers=self._auth(identity))
         self.raise_for_status(response)
         body = BalancesResponse.model_validate(response.body)
         for local_id, kind, label in WALLETS:
@@ -164,7 +165,7 @@ class CryptofuseClient(SourceClient[CryptofuseSourceConfig, CryptofuseIdentity])
 
     # -- history ----------------------------------------------------------------
     async def history_page(self, identity: CryptofuseIdentity, *, currency: str | None, type: str | None,
-                           limit: int, offset: int) -> HistoryPage:
+                           limit: int, offset: int, options: FetchOptions = FetchOptions()) -> HistoryPage:
         """One page of balance history. Raises UpstreamError on any failure."""
         if limit < 0 or offset < 0:
             raise ValueError("limit and offset must be non-negative")
@@ -173,7 +174,7 @@ class CryptofuseClient(SourceClient[CryptofuseSourceConfig, CryptofuseIdentity])
         # history is not a SourceFetch: a throwaway one carries base.get's call counter
         scratch = SourceFetch(source=self.source, account_id=identity.account_id, state=SourceState.OK)
         try:
-            response = await self.get(scratch, HISTORY_PATH, params=params, headers=self._auth(identity))
+            response = await self.get(scratch, HISTORY_PATH, options, params=params, headers=self._auth(identity))
         finally:
             await self.upstream.finish(scratch, ok=False)   # history pages are not cached
         self.raise_for_status(response)

@@ -29,6 +29,7 @@ from gateway.domain.errors import UpstreamCode, UpstreamError
 from gateway.domain.evm import checksum, is_evm_address
 from gateway.domain.records import (AmountPrecision, Chain, HoldingRecord, Money, Price, PriceReliability, Source,
                              SourceFetch, SourceState, SourceWarning, Token, WalletKind, WalletRecord)
+from gateway.upstream.pipeline import FetchOptions
 from gateway.sources.base import DecimalString, SourceClient, UpstreamModel, UpstreamResponse
 
 PATH = "/api/v2/user-asset-balances"
@@ -175,12 +176,12 @@ class DalpClient(SourceClient[DalpSourceConfig, DalpIdentity]):
             return []
         return [DalpIdentity(account.id, self.config.api_key, dalp.wallet)]
 
-    async def fetch_identity(self, identity: DalpIdentity, fetch: SourceFetch) -> None:
-        rows = await self._read_all(identity, fetch)
+    async def fetch_identity(self, identity: DalpIdentity, fetch: SourceFetch, options: FetchOptions) -> None:
+        rows = await self._read_all(identity, fetch, options)
         self._normalize(identity, rows, fetch)
 
     # -- reading ------------------------------------------------------------
-    async def _read_all(self, identity: DalpIdentity, fetch: SourceFetch) -> list[BalanceRow]:
+    async def _read_all(self, identity: DalpIdentity, fetch: SourceFetch, options: FetchOptions) -> list[BalanceRow]:
         headers = {"X-Api-Key": identity.api_key.get_secret_value()}
         rows: list[BalanceRow] = []
         offset = 0
@@ -189,7 +190,7 @@ class DalpClient(SourceClient[DalpSourceConfig, DalpIdentity]):
                                              ("sort", "-balance")]
             if identity.wallet:
                 params.append(("filter[wallet]", identity.wallet))
-            page = self._parse(await self.get(fetch, PATH, params=params, headers=headers))
+            page = self._parse(await self.get(fetch, PATH, options, params=params, headers=headers))
             rows.extend(page.data)
             offset += len(page.data)          # the server may send fewer rows than page[limit]
             if offset >= page.meta.total:

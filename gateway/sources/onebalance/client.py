@@ -30,6 +30,7 @@ from gateway.domain.evm import normalize_address
 from gateway.domain.records import (AmountPrecision, HoldingRecord, Money, Price, PriceReliability, Source,
                              SourceFetch, SourceWarning, Token, WalletKind, WalletRecord)
 from gateway.domain.tokens import token_key
+from gateway.upstream.pipeline import FetchOptions
 from gateway.sources.base import SourceClient, UpstreamModel
 
 PATH = "/v3/balances/aggregated-balance"
@@ -109,13 +110,13 @@ class OneBalanceClient(SourceClient[OneBalanceSourceConfig, OneBalanceIdentity])
         return [OneBalanceIdentity(account_id=account.id, api_key=self.config.api_key, accounts=group)
                 for group in group_accounts(block.accounts)]
 
-    async def fetch_identity(self, identity: OneBalanceIdentity, fetch: SourceFetch) -> None:
+    async def fetch_identity(self, identity: OneBalanceIdentity, fetch: SourceFetch, options: FetchOptions) -> None:
         params = [("account", ",".join(identity.accounts))]
         if self.config.aggregated_asset_ids:
             params.append(("aggregatedAssetId", ",".join(self.config.aggregated_asset_ids)))
         if self.config.asset_ids:
             params.append(("assetId", ",".join(self.config.asset_ids)))
-        response = await self.get(fetch, PATH, params=params,
+        response = await self.get(fetch, PATH, options, params=params,
                                   headers={"x-api-key": identity.api_key.get_secret_value()})
         self.raise_for_status(response)
         self.normalize(identity, AggregatedBalanceResponse.model_validate(response.body), fetch)
