@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 import strawberry
 from strawberry import Info
 
-from resolvers import fields
+from resolvers import roots
 from schema.types import Account, Asset, Node, Token
 
 
@@ -20,25 +20,25 @@ Refresh = Annotated[bool, strawberry.argument(
 class Query:
     @strawberry.field(description="The account the caller's key belongs to.")
     def viewer(self, info: Info, max_age: MaxAge = None, refresh: Refresh = False) -> Optional[Account]:
-        return fields.viewer(info.context, max_age, refresh)
+        return roots.viewer(info.context, max_age, refresh)
 
     @strawberry.field(description="An account by id (FORBIDDEN unless it is the caller's).")
     def account(self, info: Info, id: strawberry.ID, max_age: MaxAge = None, refresh: Refresh = False) -> Optional[Account]:
-        return fields.account(info.context, id, max_age, refresh)
+        return roots.account(info.context, id, max_age, refresh)
 
     @strawberry.field(description="Several accounts; a forbidden one is null with an error at its index.")
     def accounts(self, info: Info, ids: list[strawberry.ID], max_age: MaxAge = None,
                  refresh: Refresh = False) -> list[Optional[Account]]:
-        return fields.accounts(info.context, ids, list(info.path.as_list()), max_age, refresh)
+        return roots.accounts(info.context, ids, list(info.path.as_list()), max_age, refresh)
 
     @strawberry.field(description="Any Account, Wallet, Holding or Token by its id.")
     async def node(self, info: Info, id: strawberry.ID) -> Optional[Node]:
-        return await fields.node(info.context, id)
+        return await roots.node(info.context, id)
 
     @strawberry.field(description="A token by CAIP-19 id (case-insensitive for EVM) or source-scoped id.")
     async def token(self, info: Info, id: strawberry.ID) -> Optional[Token]:
-        return await fields.token(info.context, id)
+        return await roots.token(info.context, id)
 
     @strawberry.field(description="An asset by key, e.g. usdc.")
     def asset(self, info: Info, key: str) -> Optional[Asset]:
-        return fields.asset(info.context, key)
+        return roots.asset(info.context, key)

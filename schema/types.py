@@ -9,7 +9,7 @@ from strawberry import Info
 
 from gateway.domain import records
 from resolvers import accounts as account_resolvers
-from resolvers import entities, fields, history
+from resolvers import entities, history, portfolio, roots
 from schema.enums import (AmountPrecision, BreakerState, PositionGrouping, PriceReliability, Source, SourceState,
                           WalletKind)
 from schema.inputs import HoldingFilter, HoldingOrder
@@ -69,7 +69,7 @@ class Asset:
 
     @strawberry.field(description="Tokens of this asset on each chain, and off-chain tickers.")
     def tokens(self, info: Info) -> list[Token]:
-        return fields.asset_tokens(info.context, self.key)
+        return roots.asset_tokens(info.context, self.key)
 
 
 @strawberry.federation.type(keys=["id"], description="One asset on one chain (CAIP-19 id when known), or one "
@@ -189,17 +189,17 @@ class Wallet(Node):
 
     @strawberry.field
     def account(self, info: Info) -> Account:
-        return fields.wallet_account(info.context, self)
+        return portfolio.wallet_account(info.context, self)
 
     @strawberry.field
     def holdings(self, info: Info, filter: Optional[HoldingFilter] = None,
                        order_by: Optional[HoldingOrder] = None, first: Optional[int] = None,
                        after: Optional[str] = None) -> Connection[Holding]:
-        return fields.wallet_holdings(info.context, self, filter, order_by, first, after)
+        return portfolio.wallet_holdings(info.context, self, filter, order_by, first, after)
 
     @strawberry.field
     def total_value(self, info: Info, currency: str = "USD") -> ValueTotal:
-        return fields.wallet_total(info.context, self, currency)
+        return portfolio.wallet_total(info.context, self, currency)
 
     is_type_of = record_check(records.WalletRecord)
 
@@ -232,24 +232,24 @@ class Account(Node):
 
     @strawberry.field
     def wallets(self, info: Info, sources: Optional[list[Source]] = None) -> list[Wallet]:
-        return fields.account_wallets(info.context, self, sources)
+        return portfolio.account_wallets(info.context, self, sources)
 
     @strawberry.field
     def holdings(self, info: Info, filter: Optional[HoldingFilter] = None,
                        order_by: Optional[HoldingOrder] = None, first: Optional[int] = None,
                        after: Optional[str] = None) -> Connection[Holding]:
-        return fields.account_holdings(info.context, self, filter, order_by, first, after)
+        return portfolio.account_holdings(info.context, self, filter, order_by, first, after)
 
     @strawberry.field
     def positions(self, info: Info, group_by: PositionGrouping = PositionGrouping.ASSET,
                         filter: Optional[HoldingFilter] = None, first: Optional[int] = None,
                         after: Optional[str] = None, currency: str = "USD") -> Connection[Position]:
-        return fields.account_positions(info.context, self, group_by.value, currency, filter, first, after)
+        return portfolio.account_positions(info.context, self, group_by.value, currency, filter, first, after)
 
     @strawberry.field
     def total_value(self, info: Info, currency: str = "USD",
                           filter: Optional[HoldingFilter] = None) -> ValueTotal:
-        return fields.account_total(info.context, self, currency, filter)
+        return portfolio.account_total(info.context, self, currency, filter)
 
     @strawberry.field(description="Balance history, newest first (from Cryptofuse). `currency` is the "
                                   "Cryptofuse ticker (e.g. USDTERC20), `type` e.g. deposit.")

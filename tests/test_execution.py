@@ -265,6 +265,16 @@ def test_after_a_bail_graphql_core_completes_the_rest(monkeypatch):
     assert errors and "Holder.computed" in slow   # a resolver field: graphql-core called it
 
 
+def test_every_fallback_to_graphql_core_is_counted():
+    from gateway.engine.execution import PLAN_FALLBACKS
+    before = dict(PLAN_FALLBACKS)
+    run(build(GatewayExecutionContext), QUERY % "ok")
+    assert dict(PLAN_FALLBACKS) == before              # the happy path: no fallback
+    run(build(GatewayExecutionContext), QUERY % "bad_enum")
+    assert PLAN_FALLBACKS["error"] == before.get("error", 0) + 1    # the enum refused a value
+    assert PLAN_FALLBACKS["bail"] == before.get("bail", 0)
+
+
 def test_a_document_with_directives_is_not_planned(monkeypatch):
     slow = _count_graphql_core_fields(monkeypatch)
     run(build(GatewayExecutionContext), QUERY_VARIABLES, {"i": 0, "show": True})

@@ -134,8 +134,7 @@ def test_two_accounts_in_one_request_fetch_each_identity_once(client, demo_world
     assert upstream_counts(demo_world) == expected
 
 
-def test_reads_start_early_only_when_the_operation_needs_the_account(client, demo_world):
-    # gateway/operation_limits.py + resolvers/fields.read_early: what execution would read, no more.
+def test_reads_happen_only_when_the_operation_needs_the_account(client, demo_world):
     no_reads = ["{ viewer { id } }", "{ __typename viewer { id } }",
                 "query($a: Int) { viewer(maxAge: $a) { id totalValue { complete } } }",   # $a = -1: refused
                 "{ viewer { id } viewerAgain: viewer { id } }"]
@@ -157,60 +156,12 @@ def test_reads_start_early_only_when_the_operation_needs_the_account(client, dem
     assert counts[Source.CRYPTOFUSE] >= 1 and counts[Source.COBO] == counts[Source.DALP] == 0   # history only
     for control in demo_world.controls.values():
         control.reset()
-    # With the early read, a query asking `refresh` on its first viewer root still gets the
-    # options it asked for, and each identity is read once.
+    # A query asking `refresh` on its first viewer root gets the options it asked for, and each
+    # identity is read once.
     body = client.query("{ viewer(maxAge: 5) { sources { source upstreamCalls } } "
                         "other: viewer(refresh: true) { totalValue { complete } } }")
     assert "errors" not in body
     assert upstream_counts(demo_world) == {Source(s["source"]): s["upstreamCalls"] for s in body["data"]["viewer"]["sources"]}
-
-
-def test_early_reads_are_on_the_wire_before_execution_starts(client, demo_world, monkeypatch):
-    # OperationLimits.on_execute turns the loop EARLY_READ_TURNS times so that, on kept-alive
-    # connections, the caller's reads are sent before graphql-core's first pass; each layer
-    # between the view and aiohttp costs a turn.
-    import aiohttp.client_reqrep
-    from gateway.engine.operation_limits import OperationLimits
-    events: list[str] = []
-    send, on_execute = aiohttp.client_reqrep.ClientRequest.send, OperationLimits.on_execute
-
-    async def sending(self, conn):
-        events.append("sent")
-        return await send(self, conn)
-
-    async def executing(self):
-        steps = on_execute(self)
-        await steps.__anext__()
-        events.append("executes")
-        yield
-        await anext(steps, None)
-    monkeypatch.setattr(aiohttp.client_reqrep.ClientRequest, "send", sending)
-    monkeypatch.setattr(OperationLimits, "on_execute", executing)
-    query = "{ viewer { totalValue { complete } sources { state } } }"
-    client.query(query)   # connections to the upstreams open (connecting takes I/O, not turns)
-    for control in demo_world.controls.values():
-        control.reset()
-    events.clear()
-    assert "errors" not in client.query(query)
-    calls = sum(upstream_counts(demo_world).values())
-    assert calls >= 5 and events == ["sent"] * calls + ["executes"]
-
-
-def test_a_filter_window_is_checked_before_the_account_is_read_early():
-    # An inverted window fails in its resolver before any upstream call; the early read must
-    # not have started them already (it did: the calls landed just after the response).
-    from graphql import parse
-    from gateway.engine.operation_limits import measure
-    windowed = "query($f: HoldingFilter) { viewer { holdings(filter: $f) { totalCount } } }"
-    inverted = {"f": {"updatedAfter": "2025-09-27T00:00:00Z", "updatedBefore": "2025-09-26T00:00:00Z"}}
-    assert measure(parse(windowed), None, inverted).needs_view == [False]
-    assert measure(parse(windowed), None, {"f": {"updatedAfter": "2025-09-27T00:00:00Z"}}).needs_view == [True]
-    literal = '{ viewer { totalValue(filter: {updatedAfter: "2025-09-27T00:00:00Z", updatedBefore: "2025-09-26T00:00:00Z"}) ' \
-              '{ complete } } }'
-    assert measure(parse(literal), None, None).needs_view == [False]
-    # Another view field in the same operation still reads early.
-    assert measure(parse("query($f: HoldingFilter) { viewer { sources { state } holdings(filter: $f) { totalCount } } }"),
-                   None, inverted).needs_view == [True]
 
 
 def test_sources_are_fetched_concurrently(client, demo_world):

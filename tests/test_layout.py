@@ -26,7 +26,8 @@ LEVELS: list[tuple[str, ...]] = [
     ("schema",),
     ("gateway.policy",),
     ("gateway.simulation.world",),
-    ("gateway.server", "gateway.__main__", "gateway"),
+    ("gateway.server",),
+    ("gateway.__main__", "gateway"),    # `python -m gateway`; the package's own __init__
 ]
 GRAPHQL_ROOMS = ("gateway.server", "schema", "resolvers", "gateway.engine")
 GRAPHQL_LIBS = ("graphql", "strawberry")

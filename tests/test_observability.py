@@ -514,3 +514,17 @@ def test_busy_time_is_the_length_of_the_union_of_intervals():
     from gateway.observability.metrics import busy_time
     assert busy_time([]) == 0
     assert busy_time([(5.0, 6.0), (0.0, 2.0), (1.0, 3.0), (1.5, 2.5)]) == 4.0
+
+
+def test_metrics_expose_the_engines_fallbacks_to_graphql_core():
+    from gateway.engine.execution import PLAN_FALLBACKS
+    with stack() as (_, client, _config):
+        _, samples = scrape(client)
+        assert val(samples, "balance_gateway_plan_fallbacks_total", reason="bail") == PLAN_FALLBACKS["bail"]
+        PLAN_FALLBACKS["bail"] += 1       # as a bail would
+        try:
+            _, samples = scrape(client)
+            assert val(samples, "balance_gateway_plan_fallbacks_total", reason="bail") == PLAN_FALLBACKS["bail"]
+            assert ("balance_gateway_plan_fallbacks_total", (("reason", "error"),)) in samples
+        finally:
+            PLAN_FALLBACKS["bail"] -= 1

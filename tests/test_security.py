@@ -249,11 +249,11 @@ def test_safelist_mode_refuses_free_form_queries(tmp_path):
 
 
 def test_unexpected_errors_are_masked_with_a_request_id(monkeypatch):
-    from resolvers import fields
+    from resolvers import portfolio
 
     async def broken(*args, **kwargs):
         raise RuntimeError("secret internals: /srv/keys.txt")
-    monkeypatch.setattr(fields, "account_wallets", broken)
+    monkeypatch.setattr(portfolio, "account_wallets", broken)
     with stack() as (_, client, _app):
         response = client.post("{ viewer { id wallets { id } } }", headers={"x-request-id": "req-123"})
         error = response.json()["errors"][0]

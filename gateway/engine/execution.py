@@ -1,7 +1,7 @@
 """Faster paths through graphql-core for the fields most of a response is made of.
 
 Objects below the root are completed by selection plans compiled per document
-(schema/plans.py), which fall back to graphql-core on anything unusual. What graphql-core
+(engine/plans.py), which fall back to graphql-core on anything unusual. What graphql-core
 still completes itself (root fields, and whatever plans leave to it) takes the direct
 path for plain fields described here.
 
@@ -19,6 +19,7 @@ completed by graphql-core's own `complete_value` with its own error handling.
 """
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from graphql import GraphQLNonNull, GraphQLObjectType, is_leaf_type
@@ -34,6 +35,15 @@ from gateway.engine import plans
 _Plan = tuple[str, Any, Any, bool] | None
 _PLANS: dict[tuple[str, str], _Plan] = {}
 _SLOW = object()   # take graphql-core's own path
+
+# Every time plans hand an operation back to graphql-core, by why: `bail` (a value off the
+# happy path: an error, a null, a refused scalar) or `error` (an exception while completing: a resolver's, a scalar's).
+# Process-wide; the app's /metrics exposes it (observability/metrics.py).
+PLAN_FALLBACKS: Counter[str] = Counter()
+
+
+def _fell_back(error: Exception) -> None:
+    PLAN_FALLBACKS["bail" if isinstance(error, plans.Bail) else "error"] += 1
 
 
 def _plan(parent_type: GraphQLObjectType, field_name: str) -> _Plan:
@@ -78,7 +88,8 @@ class GatewayExecutionContext(StrawberryGraphQLCoreExecutionContext):
             try:
                 plan = plans.plan_for(self, return_type, field_details_list)
                 completed = None if plan is None else plans.Run(self).complete_root(plan, result, info, path)
-            except Exception:   # plans.Bail, or anything the happy path did not expect
+            except Exception as error:   # plans.Bail, or anything the happy path did not expect
+                _fell_back(error)
                 self.plans_on = False
             else:
                 if plan is not None:
@@ -92,7 +103,8 @@ class GatewayExecutionContext(StrawberryGraphQLCoreExecutionContext):
                           path: Any, result: Any, position_context: Any) -> Any:
         try:
             return await completed
-        except Exception:
+        except Exception as error:
+            _fell_back(error)
             self.plans_on = False
         fallback = super().complete_object_value(return_type, field_details_list, info, path, result,
                                                  position_context)

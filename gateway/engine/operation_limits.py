@@ -8,25 +8,20 @@ identities), plus history pages.
 """
 from __future__ import annotations
 
-import asyncio
 import math
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Iterator
+from typing import Any, Iterator
 
-from graphql.execution.values import get_variable_values
 from graphql import (ExecutionResult, FieldNode, FragmentDefinitionNode, FragmentSpreadNode, GraphQLError,
                      InlineFragmentNode, OperationDefinitionNode, SelectionSetNode, value_from_ast_untyped)
 from strawberry.extensions import SchemaExtension
 
 from gateway.domain import ids
 from gateway.support.by_identity import MISSING, ByIdentity
-from resolvers.fields import read_early
 
-# Fields whose resolution reads an account's upstream data; all but history need its view.
-VIEW_FIELDS = frozenset({"wallets", "holdings", "positions", "totalValue", "sources"})
-DATA_FIELDS = VIEW_FIELDS | {"balanceHistory"}
+# Fields whose resolution reads an account's upstream data.
+DATA_FIELDS = frozenset({"wallets", "holdings", "positions", "totalValue", "sources", "balanceHistory"})
 HISTORY_PAGE = 100
-EARLY_READ_TURNS = 8
 
 
 @dataclass
@@ -37,8 +32,6 @@ class Shape:
     introspection: bool = False
     # root field -> (name, arguments, whether its subtree reads upstream data, history page counts)
     roots: list[tuple[str, dict[str, Any], bool, list[int]]] = field(default_factory=list)
-    # root field -> whether its subtree needs an account's view (resolvers.fields.read_early)
-    needs_view: list[bool] = field(default_factory=list)
     operation: OperationDefinitionNode | None = None
 
 
@@ -77,7 +70,7 @@ def measure(document: Any, operation_name: str | None, variables: dict[str, Any]
                 if fragment:
                     yield from fields(fragment.selection_set, seen | {selection.name.value})
 
-    def walk(node: FieldNode, level: int, seen: frozenset[str], history: list[int], view: list[bool]) -> bool:
+    def walk(node: FieldNode, level: int, seen: frozenset[str], history: list[int]) -> bool:
         shape.depth = max(shape.depth, level)
         shape.aliases += node.alias is not None
         name = node.name.value
@@ -87,13 +80,11 @@ def measure(document: Any, operation_name: str | None, variables: dict[str, Any]
             shape.introspection = True
             return False
         reads = name in DATA_FIELDS
-        if name in VIEW_FIELDS and not _windowed(node, variables):
-            view[0] = True
         if name == "balanceHistory":
             first = _argument(node, "first", variables)
             history.append(math.ceil((first if isinstance(first, int) and first > 0 else 50) / HISTORY_PAGE))
         for child in fields(node.selection_set, seen):
-            reads |= walk(child, level + 1, seen, history, view)
+            reads |= walk(child, level + 1, seen, history)
         return reads
 
     for root in fields(operations[0].selection_set, frozenset()):
@@ -101,20 +92,10 @@ def measure(document: Any, operation_name: str | None, variables: dict[str, Any]
             continue
         shape.root_fields += 1
         history: list[int] = []
-        view = [False]
-        reads = walk(root, 1, frozenset(), history, view)
+        reads = walk(root, 1, frozenset(), history)
         args = {a.name.value: value_from_ast_untyped(a.value, variables) for a in root.arguments or ()}
         shape.roots.append((root.name.value, args, reads, history))
-        shape.needs_view.append(view[0])
     return shape
-
-
-def _windowed(node: FieldNode, variables: dict[str, Any]) -> bool:
-    """Whether the field's filter gives both ends of a time window. Its resolver rejects an
-    inverted window before any upstream call (resolvers.calico_window.validate_window), so
-    such a field does not start the account's reads early; it reads, if valid, when it runs."""
-    f = _argument(node, "filter", variables)
-    return isinstance(f, dict) and f.get("updatedAfter") is not None and f.get("updatedBefore") is not None
 
 
 def _argument(node: FieldNode, name: str, variables: dict[str, Any]) -> Any:
@@ -153,15 +134,6 @@ def estimate_cost(shape: Shape, ctx: Any) -> int:
     return sum(accounts.values())
 
 
-def _variables_valid(ec: Any, operation: OperationDefinitionNode | None) -> bool:
-    """Whether graphql-core will accept the request's variables (it checks them after this
-    hook): a request that is about to fail must not start upstream reads."""
-    if operation is None or not operation.variable_definitions:
-        return True
-    coerced = get_variable_values(ec.schema._schema, operation.variable_definitions, ec.variables or {}, max_errors=1)
-    return not isinstance(coerced, list)
-
-
 def _entity_account(representation: Any, caller: str | None) -> str | None:
     """The account an entity representation reads: its own id for an Account, the account
     inside a Wallet's opaque id, the caller's for anything else (a Token may search them)."""
@@ -189,26 +161,13 @@ class OperationLimits(SchemaExtension):
             self.execution_context.parse_options["max_tokens"] = limits.max_tokens
         yield
 
-    async def on_execute(self) -> AsyncIterator[None]:
+    def on_execute(self) -> Iterator[None]:
         ec = self.execution_context
         limits = self._limits()
         if limits is not None and ec.graphql_document is not None and not ec.result:
-            self.shape: Shape | None = None
             verdict = self._check(limits, ec)
-            shape = self.shape
             if verdict is not None:
                 ec.result = verdict    # strawberry then skips execution entirely
-            elif shape is not None and _variables_valid(ec, shape.operation) \
-                    and read_early(ec.context, [(name, args, view) for (name, args, _, _), view
-                                                in zip(shape.roots, shape.needs_view)]):
-                # Admitted, and it needs the caller's account: let the reads go out before
-                # graphql-core's first pass. Loop turns until they have: the view task starts
-                # the account's read (1-2), the loaders dispatch (3-4), each identity's first
-                # page starts as a shared page read (5-6), aiohttp writes the request (7); one
-                # turn to spare.
-                # tests/test_gateway.py checks that they have; a layer more needs a turn more.
-                for _ in range(EARLY_READ_TURNS):
-                    await asyncio.sleep(0)
         yield
 
     def _limits(self) -> Any:
@@ -222,7 +181,7 @@ class OperationLimits(SchemaExtension):
             # The spec requires a name to choose; strawberry would silently run the first.
             return _reject("GRAPHQL_VALIDATION_FAILED",
                            "Must provide operation name if query contains multiple operations.")
-        shape = self.shape = measure_cached(ec.graphql_document, ec.operation_name, ec.variables)
+        shape = measure_cached(ec.graphql_document, ec.operation_name, ec.variables)
         if shape is None:
             return None
         config = ctx.state.config

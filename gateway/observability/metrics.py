@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import re
 import time
-from typing import TYPE_CHECKING, Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 from starlette.requests import Request
@@ -80,6 +80,10 @@ class GatewayMetrics:
         self._live = _LiveState(clients or {})
         r.register(self._live)
 
+    def watch_plan_fallbacks(self, counts: Mapping[str, int]) -> None:
+        """The execution engine's count of operations handed back to graphql-core, by reason."""
+        self.registry.register(_PlanFallbacks(counts))
+
     @classmethod
     def attach(cls, clients: dict[Any, Any]) -> "GatewayMetrics":
         metrics = cls(clients)
@@ -88,25 +92,25 @@ class GatewayMetrics:
         return metrics
 
     # -- recorded by gateway.upstream.Upstream -----------------------------------
-    def upstream_answered(self, source: "Source", status: int, started: float) -> None:
+    def upstream_answered(self, source: Source, status: int, started: float) -> None:
         self.upstream_duration.labels(source.value, str(status)).observe(time.perf_counter() - started)
         if status >= 400:
             self.upstream_errors.labels(source.value, code_for_status(source, status)).inc()
 
-    def upstream_failed(self, source: "Source", error: "UpstreamError", started: float) -> str:
+    def upstream_failed(self, source: Source, error: UpstreamError, started: float) -> str:
         """A call that raised (no usable response); returns the `status` label it was filed under."""
         status = str(error.status) if error.status else _ERROR_KIND.get(error.code.value, "error")
         self.upstream_duration.labels(source.value, status).observe(time.perf_counter() - started)
         self.upstream_errors.labels(source.value, error.code.value).inc()
         return status
 
-    def upstream_cancelled(self, source: "Source", started: float) -> None:
+    def upstream_cancelled(self, source: Source, started: float) -> None:
         self.upstream_duration.labels(source.value, "cancelled").observe(time.perf_counter() - started)
 
-    def rejected(self, source: "Source", reason: str) -> None:
+    def rejected(self, source: Source, reason: str) -> None:
         self.upstream_rejected.labels(source.value, reason).inc()
 
-    def cache(self, source: "Source", result: str) -> None:
+    def cache(self, source: Source, result: str) -> None:
         self.cache_requests.labels(source.value, result).inc()
 
     # -- recorded by the app --------------------------------------------------------
@@ -127,7 +131,7 @@ class GatewayMetrics:
         return Response(encode(self.registry), media_type=None, headers={"content-type": content_type})
 
 
-def code_for_status(source: "Source", status: int) -> str:
+def code_for_status(source: Source, status: int) -> str:
     """The gateway's code for an upstream HTTP error status (the sources' default mapping)."""
     return status_code_error(source, status).code.value
 
@@ -153,6 +157,21 @@ class _LiveState(Collector):
         yield breaker
         yield inflight
         yield queued
+
+
+class _PlanFallbacks(Collector):
+    def __init__(self, counts: Mapping[str, int]):
+        self.counts = counts
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(
+            "balance_gateway_plan_fallbacks",
+            "Operations whose compiled selection plans handed back to graphql-core (same answer, slower): "
+            "bail (a value off the happy path: an error, a null, a refused scalar), error (an exception while completing: a resolver's, a scalar's).",
+            labels=["reason"])
+        for reason in ("bail", "error"):
+            family.add_metric([reason], self.counts.get(reason, 0))
+        yield family
 
 
 def busy_time(intervals: list[tuple[float, float]]) -> float:

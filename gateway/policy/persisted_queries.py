@@ -9,13 +9,13 @@ format) run, by id/hash or by identical text; free-form queries are refused.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 import json
 import logging
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
-from graphql import GraphQLError
 
 from gateway.config import PersistedQueriesConfig
 
@@ -27,8 +27,15 @@ def sha256_hex(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _error(code: str, message: str) -> GraphQLError:
-    return GraphQLError(message, extensions={"code": code})
+@dataclass(frozen=True, slots=True)
+class PersistedQueryRefusal:
+    """Why a persisted-query request cannot run; the view answers it as a GraphQL error."""
+    code: str
+    message: str
+
+
+def _error(code: str, message: str) -> PersistedQueryRefusal:
+    return PersistedQueryRefusal(code, message)
 
 
 def load_manifest(path: str) -> dict[str, str]:
@@ -51,7 +58,7 @@ class PersistedQueries:
         self.redis = redis_client
         self.local: OrderedDict[str, str] = OrderedDict()
 
-    async def resolve(self, query: str | None, extensions: dict[str, Any] | None) -> tuple[str | None, GraphQLError | None]:
+    async def resolve(self, query: str | None, extensions: dict[str, Any] | None) -> tuple[str | None, PersistedQueryRefusal | None]:
         """The query text to run, or the error to answer with."""
         pq = (extensions or {}).get("persistedQuery") if isinstance(extensions, dict) else None
         if pq is not None and (not isinstance(pq, dict) or pq.get("version", 1) != 1
@@ -74,7 +81,7 @@ class PersistedQueries:
             return None, _error("PERSISTED_QUERY_NOT_FOUND", "PersistedQueryNotFound")
         return found, None
 
-    def _from_safelist(self, query: str | None, key: str | None) -> tuple[str | None, GraphQLError | None]:
+    def _from_safelist(self, query: str | None, key: str | None) -> tuple[str | None, PersistedQueryRefusal | None]:
         body = self.manifest.get(key) if key else None
         if body is None and query is not None:
             body = self.manifest.get(sha256_hex(query))

@@ -37,11 +37,11 @@ from gateway.observability.metrics import GatewayMetrics, RequestMetrics
 from gateway.policy.persisted_queries import PersistedQueries
 from gateway.policy.rate_limit import RateLimiter
 from gateway.domain.tokens import TokenRegistry
+from gateway.engine.execution import PLAN_FALLBACKS
 from gateway.upstream.resilience import BreakerState, Deadline
 from gateway.policy.kept_responses import KeptResponses
 from gateway.policy.response_reuse import ResponseReuse
 from gateway.sources import build_clients
-from gateway.upstream.pipeline import FetchOptions
 from resolvers.context import GatewayState, RequestContext
 from resolvers.loaders import make_loaders
 from schema import schema as default_schema
@@ -106,9 +106,9 @@ class GatewayGraphQL(tracing.TracedOperations, GraphQL):   # a span per operatio
     async def execute_single(self, request: Any, request_adapter: Any, sub_response: Any, context: Any,
                              root_value: Any, request_data: Any) -> Any:
         """Persisted queries first: a hash becomes its query, or the request is answered here."""
-        query, error = await self.persisted.resolve(request_data.query, request_data.extensions)
-        if error is not None:
-            return ExecutionResult(data=None, errors=[error])
+        query, refusal = await self.persisted.resolve(request_data.query, request_data.extensions)
+        if refusal is not None:
+            return ExecutionResult(data=None, errors=[GraphQLError(refusal.message, extensions={"code": refusal.code})])
         ledger = getattr(request.state, "ledger", None)
         if ledger is not None and request_data.query is not None and _registers_persisted_query(request_data.extensions):
             ledger.uncacheable = True   # an APQ registration must happen every time it is sent
@@ -219,6 +219,7 @@ def create_app(config: GatewayConfig, *, extra_routes: list[BaseRoute] | None = 
     graphql = SecurityGate(view, state, rate_limiter, reuse)
     # Observability: per-app Prometheus registry (also attached to every Upstream); tracing if configured.
     view.metrics = reuse.metrics = graphql.metrics = metrics = GatewayMetrics.attach(state.clients)
+    metrics.watch_plan_fallbacks(PLAN_FALLBACKS)
     tracing.configure(config.observability.otlp_endpoint, config.observability.service_name)
 
     async def health(request: Request) -> JSONResponse:
