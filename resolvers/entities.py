@@ -13,7 +13,7 @@ from typing import Any
 from gateway.domain import ids
 from gateway.domain.errors import ClientCode
 from gateway.domain.records import Token, WalletRecord
-from resolvers import fields
+from resolvers import roots
 from resolvers.accounts import AccountRef, account_view, authorize
 from resolvers.context import RequestContext
 from resolvers.errors import client_error
@@ -41,4 +41,4 @@ async def wallet(ctx: RequestContext, wallet_id: Any) -> WalletRecord | None:
 
 
 async def token(ctx: RequestContext, token_id: Any) -> Token | None:
-    return await fields.token(ctx, _key(token_id, "Token"))
+    return await roots.token(ctx, _key(token_id, "Token"))
