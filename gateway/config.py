@@ -1,4 +1,4 @@
-"""The one TOML config file (DESIGN.md "Configuration contract").
+"""The one TOML config file (docs/CONFIG.md).
 
 `${VAR}` in any string is replaced from the environment before validation; a missing
 variable is a startup error that names the variable, never a value. Secrets are

@@ -125,3 +125,12 @@ def _capture(response: httpx.Response) -> None:
 
 def upstream_counts(demo_world: World) -> dict[Source, int]:
     return {source: control.requests for source, control in demo_world.controls.items()}
+
+
+def pytest_sessionfinish(session: Any, exitstatus: int) -> None:
+    """Over the whole run: no upstream credential or error body in anything the gateway said."""
+    from tests.capture import leaks
+    found = leaks(CAPTURED_RESPONSES + CAPTURED_LOGS)
+    if found:
+        print(f"\nLEAK: {len(found)} responses or log lines hold an upstream credential or body, e.g. {found[:3]}")
+        session.exitstatus = 1

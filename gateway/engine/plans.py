@@ -3,8 +3,8 @@ Python code.
 
 graphql-core completes a response one field at a time: for every output value it looks
 the field up, builds a path and a ResolveInfo, calls the resolver, tests for an awaitable
-and walks `complete_value`. For a deep balance query that is ~1,500 values and most of
-the request's CPU. A plan does that work once per (object type, field nodes) of a
+and walks `complete_value`. For a deep balance query that is thousands of values and most
+of the request's CPU. A plan does that work once per (object type, field nodes) of a
 document: for each response key it knows how to get the value (an attribute of the
 record, a resolver, or `__typename`) and how to complete it (coerce a leaf, run a nested
 plan, or each item of a list), and runs as a function generated from those steps.

@@ -244,7 +244,7 @@ def create_app(config: GatewayConfig, *, extra_routes: list[BaseRoute] | None = 
         # What exists now (schema, registry, clients) lives as long as the process: keep it out
         # of the collector's scans, and collect young objects less often. A deep request
         # allocates tens of thousands of short-lived objects; with the default threshold the
-        # collector took 15-21% of a request's CPU (bench/profile.py).
+        # collector took a large share of a request's CPU (docs/PERFORMANCE.md).
         gc.freeze()
         gc.set_threshold(50_000, 50, 100)
         yield

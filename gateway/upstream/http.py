@@ -6,10 +6,9 @@ API with a pool that holds up, and keeps connections alive to every upstream.
 
 Every upstream GET goes through a lane (`lane_for`):
 - `DirectLane`, for the gateway's own client: the same request, sent straight on the aiohttp
-  session under it. httpx's Request/Response machinery around aiohttp cost ~230 µs of CPU per
-  call (httpx + transport ~310 µs, aiohttp alone ~75 µs, measured in one run over the bench's
-  recorded upstream calls): with six calls a request, more than the rest of the gateway's
-  request handling. The bytes on the wire stay what httpx sends (tests/test_upstream_http.py
+  session under it. httpx's Request/Response machinery around aiohttp cost most of an
+  upstream call's CPU (docs/PERFORMANCE.md, round 4): with six calls a request, more than the
+  rest of the gateway's request handling. The bytes on the wire stay what httpx sends (tests/test_upstream_http.py
   compares them with httpx's own request): httpx still builds each URL, once per (url, params).
 - `HttpxLane`, for any other httpx client (the source tests pass their own): httpx builds,
   sends and reads.
@@ -17,7 +16,7 @@ Every upstream GET goes through a lane (`lane_for`):
 No cookies, in either layer. One client serves every caller, each with its own upstream
 credential: a cookie one upstream set while answering for one caller must never go
 back to it with another caller's request. (Keeping none also spares httpx reading
-Set-Cookie through urllib's cookie machinery on every response: ~35 µs a call.)
+Set-Cookie through urllib's cookie machinery on every response.)
 """
 from __future__ import annotations
 
@@ -60,7 +59,7 @@ def _keep(urls: dict, key: object, value: object) -> None:
 
 class HttpxLane:
     """httpx builds, sends and reads. Parsing, validating and re-encoding the URL and its params
-    (httpx._urlparse, twice per call) cost ~50 µs a call: the URL httpx built the first time is
+    (httpx._urlparse, twice per call) is a measurable share of a call: the URL httpx built the first time is
     kept and passed back as an httpx.URL, which httpx neither re-parses nor re-encodes: the same
     bytes reach the upstream, for a dict lookup. (The key holds the params list, so order and
     repeats count, as they do on the wire.)"""

@@ -108,7 +108,7 @@ class RetryBudget:
         self.window_s = window_s
         self._clock = clock
         # Timestamps of first attempts and of spent retries inside the window (oldest first).
-        # One float per event: at 10k req/s and a 10 s window that is ~100k floats, acceptable.
+        # One float per event, bounded by the window's length.
         self._requests: deque[float] = deque()
         self._retries: deque[float] = deque()
         # Lifetime counters, for metrics / health output.

@@ -1,6 +1,6 @@
 """Calico `GET /assets`: one bearer token per user, every source it connected, one page.
 
-Traps handled here (see DESIGN.md and the Calico document):
+Traps handled here (docs/UPSTREAMS.md):
 - amounts are JSON floats: parsed from their printed digits, marked FLOAT_APPROXIMATE;
 - `price_in_usd` is the POSITION's USD value, so the unit price is value / amount;
 - `crypto_source_id` is either an exchange (`coinbase`) or a chain (`ethereum`);

@@ -1,6 +1,6 @@
 """Cobo custodial wallets: `GET /api/v1/wallets/balances`, one identity per wallet uuid.
 
-Pitfalls handled here (see the upstream doc and DESIGN.md):
+Pitfalls handled here (docs/UPSTREAMS.md):
 - amounts (`amount`, `total`, `pending`, `locked`) are strings: parsed straight to Decimal;
 - one token can sit at several addresses of one wallet: rows are merged per token, exactly;
 - paging is by cursor; we stop on `has_more: false` even though the last page still

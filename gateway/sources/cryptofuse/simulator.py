@@ -1,6 +1,6 @@
 """Simulator of the Cryptofuse balances API (`/user/balances/`, `/user/balances/history/`).
 
-Follows ../shared/upstreams/cryptofuse-balances.txt. The trap it reproduces: every amount
+Follows the Cryptofuse balances API (docs/UPSTREAMS.md). The trap it reproduces: every amount
 goes out as a string with exactly 6 decimals, whatever the currency, so a balance held
 with more digits (ETH, SOL, BTC dust) is rounded at the source.
 

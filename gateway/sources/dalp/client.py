@@ -1,6 +1,6 @@
 """SettleMint DALP: `GET /api/v2/user-asset-balances`, one identity per participant key.
 
-Pitfalls handled here (see the upstream doc and DESIGN.md):
+Pitfalls handled here (docs/UPSTREAMS.md):
 - `value` is the TOKEN AMOUNT; the fiat figure is `valueInBaseCurrency` (nullable, in the
   organization's base currency = `config.base_currency`, which may not be USD);
 - the payload has no chain id: tokens live on the configured `chain_id`;

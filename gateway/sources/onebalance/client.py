@@ -1,6 +1,6 @@
 """OneBalance: `GET /v3/balances/aggregated-balance`, one identity per group of CAIP-10 accounts.
 
-Pitfalls handled here (see the upstream doc and DESIGN.md):
+Pitfalls handled here (docs/UPSTREAMS.md):
 - `account=` takes a comma list and the response MERGES every listed account, so one call
   lists at most one address per namespace (one EVM + one Solana, say): two EVM addresses of
   one owner are two calls, and owners are never mixed. EVM addresses are chain-agnostic at
