@@ -1,8 +1,9 @@
 """The gate in front of /graphql: everything decided before GraphQL is parsed.
 
 In order: request id → GraphiQL page (public) → body size → CSRF prevention → who is
-calling (API key or JWT) → per-client rate limit → another identical request's response,
-if one may be reused (gateway/reuse.py). Each refusal is a GraphQL-shaped JSON
+calling (API key or JWT) → per-client rate limit (its RateLimit headers go on every answer
+from here on) → another identical request's response, if one may be reused
+(gateway/reuse.py). Each refusal is a GraphQL-shaped JSON
 error with `extensions.code` and the right HTTP status; nothing here touches upstreams.
 """
 from __future__ import annotations
@@ -19,6 +20,7 @@ from gateway.auth import Authenticator, AuthError, presented_credential
 from gateway.errors import ClientCode
 from gateway.logging_setup import REQUEST_ID
 from gateway.ratelimit import RateLimiter, retry_after_header
+from gateway.ratelimit_headers import with_rate_limit_headers
 from gateway.result_cache import CURRENT_LEDGER, ReadLedger
 from gateway.reuse import ResponseReuse
 from resolvers.context import GatewayState
@@ -67,6 +69,12 @@ class SecurityGate:
         if refusal is not None:
             await refusal(scope, receive, send)
             return
+        verdict = await self.rate_limiter.check(caller.client_id, admin=caller.is_admin)
+        send = with_rate_limit_headers(send, verdict)   # every answer to a counted caller says what is left
+        if not verdict.allowed:
+            await error_response("RATE_LIMITED", "too many requests for this key; retry later", 429,
+                                 {"retry-after": retry_after_header(verdict.wait_s)})(scope, receive, send)
+            return
         scope["state"]["caller"] = caller.account
         scope["state"]["is_admin"] = caller.is_admin
         limit = self.state.config.limits.max_body_bytes
@@ -109,10 +117,6 @@ class SecurityGate:
         except AuthError as exc:
             return error_response(ClientCode.UNAUTHENTICATED.value, str(exc), 401,
                                   {"www-authenticate": 'Bearer realm="balance-gateway", error="invalid_token"'}), None
-        wait = await self.rate_limiter.allow(caller.client_id)
-        if wait > 0:
-            return error_response("RATE_LIMITED", "too many requests for this key; retry later", 429,
-                                  {"retry-after": retry_after_header(wait)}), None
         return None, caller
 
     def _preflighted(self, request: Request) -> bool:
