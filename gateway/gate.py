@@ -72,6 +72,8 @@ class SecurityGate:
         verdict = await self.rate_limiter.check(caller.client_id, admin=caller.is_admin)
         send = with_rate_limit_headers(send, verdict)   # every answer to a counted caller says what is left
         if not verdict.allowed:
+            if self.metrics is not None:   # what operators alert on (docs/DEPLOYMENT.md)
+                self.metrics.count_graphql_errors([{"extensions": {"code": "RATE_LIMITED"}}])
             await error_response("RATE_LIMITED", "too many requests for this key; retry later", 429,
                                  {"retry-after": retry_after_header(verdict.wait_s)})(scope, receive, send)
             return
