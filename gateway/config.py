@@ -54,8 +54,11 @@ class LimitsConfig(_Model):
     max_tokens: int = Field(2_000, ge=10)
     max_body_bytes: int = Field(100_000, ge=1_000)
     max_cost: int = Field(200, ge=1)           # estimated upstream calls: accounts x sources x pages
-    rate_limit_per_s: float = Field(20.0, gt=0)   # per client key, token bucket...
-    rate_limit_burst: int = Field(40, ge=1)       # ...of this size
+    # Token bucket per credential; what these defaults allow and stop: docs/CONFIG.md [limits].
+    rate_limit_per_s: float = Field(50.0, gt=0)   # per account key or JWT subject: refill rate...
+    rate_limit_burst: int = Field(300, ge=1)      # ...and bucket size
+    admin_rate_limit_per_s: float = Field(500.0, gt=0)   # per admin key or admin JWT (an app backend)
+    admin_rate_limit_burst: int = Field(3_000, ge=1)
 
 
 class PersistedQueriesConfig(_Model):

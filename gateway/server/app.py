@@ -208,7 +208,9 @@ def create_app(config: GatewayConfig, *, extra_routes: list[BaseRoute] | None = 
     # One Redis connection for what several processes must share beyond the cache:
     # rate-limit buckets and persisted queries.
     shared_redis = _redis_client(config)
-    rate_limiter = RateLimiter(config.limits.rate_limit_per_s, config.limits.rate_limit_burst, shared_redis)
+    rate_limiter = RateLimiter(config.limits.rate_limit_per_s, config.limits.rate_limit_burst, shared_redis,
+                               admin_rate=config.limits.admin_rate_limit_per_s,
+                               admin_burst=config.limits.admin_rate_limit_burst)
     persisted = PersistedQueries(config.persisted_queries, shared_redis)
     view = GatewayGraphQL(state, graphiql=config.server.graphiql or config.demo, persisted=persisted)
     results = None
@@ -268,7 +270,7 @@ def create_app(config: GatewayConfig, *, extra_routes: list[BaseRoute] | None = 
             CORSMiddleware, allow_origins=config.server.cors_origins, allow_methods=["GET", "POST"],
             allow_headers=["authorization", "x-api-key", "content-type", "apollo-require-preflight",
                            "x-apollo-operation-name", "x-request-id"],
-            expose_headers=["x-request-id", "retry-after"], max_age=600))
+            expose_headers=["x-request-id", "retry-after", "ratelimit", "ratelimit-policy"], max_age=600))
     app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
     app.state.gateway = state
     return app

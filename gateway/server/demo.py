@@ -8,10 +8,14 @@ from __future__ import annotations
 from starlette.applications import Starlette
 
 from gateway.server.app import create_app
-from gateway.config import ServerConfig
+from gateway.config import LimitsConfig, ServerConfig
 from gateway.simulation.world import World
 
 SIM_PREFIX = "/_sim"
+# The demo's own per-key limit, set here rather than inherited from the defaults: it is
+# tried with GraphiQL, conformance suites and quick loops, against simulators with no
+# upstream quota to protect; a tight loop still meets 429 (docs/CONFIG.md [limits]).
+DEMO_LIMITS = {"rate_limit_per_s": 100.0, "rate_limit_burst": 600}
 
 
 def demo_app(host: str, port: int, *, extra_accounts: int = 3) -> Starlette:
@@ -19,5 +23,5 @@ def demo_app(host: str, port: int, *, extra_accounts: int = 3) -> Starlette:
     call_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
     root = f"http://{call_host}:{port}{SIM_PREFIX}"
     config = world.gateway_config(root, server=ServerConfig(host=host, port=port, graphiql=True, introspection=True),
-                                  demo=True)
+                                  limits=LimitsConfig(**DEMO_LIMITS), demo=True)
     return create_app(config, extra_routes=world.mounts(SIM_PREFIX))

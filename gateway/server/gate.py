@@ -1,8 +1,9 @@
 """The gate in front of /graphql: everything decided before GraphQL is parsed.
 
 In order: request id → GraphiQL page (public) → body size → CSRF prevention → who is
-calling (API key or JWT) → per-client rate limit → another identical request's response,
-if one may be reused (gateway/reuse.py). Each refusal is a GraphQL-shaped JSON
+calling (API key or JWT) → per-client rate limit (its RateLimit headers go on every answer
+from here on) → another identical request's response, if one may be reused
+(gateway/reuse.py). Each refusal is a GraphQL-shaped JSON
 error with `extensions.code` and the right HTTP status; nothing here touches upstreams.
 """
 from __future__ import annotations
@@ -19,6 +20,7 @@ from gateway.policy.auth import Authenticator, AuthError, presented_credential
 from gateway.domain.errors import ClientCode
 from gateway.observability.logs import REQUEST_ID
 from gateway.policy.rate_limit import RateLimiter, retry_after_header
+from gateway.policy.rate_limit_headers import with_rate_limit_headers
 from gateway.upstream.ledger import ReadLedger
 from gateway.policy.response_reuse import ResponseReuse
 from resolvers.context import GatewayState
@@ -67,6 +69,14 @@ class SecurityGate:
         if refusal is not None:
             await refusal(scope, receive, send)
             return
+        verdict = await self.rate_limiter.check(caller.client_id, admin=caller.is_admin)
+        send = with_rate_limit_headers(send, verdict)   # every answer to a counted caller says what is left
+        if not verdict.allowed:
+            if self.metrics is not None:   # what operators alert on (docs/DEPLOYMENT.md)
+                self.metrics.count_graphql_errors([{"extensions": {"code": "RATE_LIMITED"}}])
+            await error_response("RATE_LIMITED", "too many requests for this key; retry later", 429,
+                                 {"retry-after": retry_after_header(verdict.wait_s)})(scope, receive, send)
+            return
         scope["state"]["caller"] = caller.account
         scope["state"]["is_admin"] = caller.is_admin
         limit = self.state.config.limits.max_body_bytes
@@ -109,10 +119,6 @@ class SecurityGate:
         except AuthError as exc:
             return error_response(ClientCode.UNAUTHENTICATED.value, str(exc), 401,
                                   {"www-authenticate": 'Bearer realm="balance-gateway", error="invalid_token"'}), None
-        wait = await self.rate_limiter.allow(caller.client_id)
-        if wait > 0:
-            return error_response("RATE_LIMITED", "too many requests for this key; retry later", 429,
-                                  {"retry-after": retry_after_header(wait)}), None
         return None, caller
 
     def _preflighted(self, request: Request) -> bool:
