@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from gateway.domain.records import Source
+from gateway.sources.catalog import Source
 from gateway.server.serving import free_port
 from gateway.simulation.world import World, simulator_module, to_toml
 

@@ -40,7 +40,7 @@ import httpx
 from bench.common import (LARGE, Call, Gateway, Proc, RawHTTP, Sims, WrkResult, build_world, histogram_buckets,
                           histogram_quantile, memory_kib, percentile, run_wrk, supports_workers, upstream_histogram,
                           world_digest, wrk_available)
-from gateway.domain.records import Source
+from gateway.sources.catalog import Source
 from gateway.simulation.world import DEMO_KEY, World, gateway_key
 
 ADMIN_KEY = "bench-admin"

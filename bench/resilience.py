@@ -30,7 +30,7 @@ from typing import Any
 import httpx
 
 from bench.common import Gateway
-from gateway.domain.records import Source
+from gateway.sources.catalog import Source
 from gateway.server.serving import ServerThread
 from gateway.simulation.control import Fault
 from gateway.simulation.world import DEMO_KEY, World

@@ -33,7 +33,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
 
 from bench.common import build_world, world_digest
-from gateway.domain.records import Source
+from gateway.sources.catalog import Source
 from gateway.simulation.world import World
 
 AUTH_HEADERS = (b"authorization", b"x-api-key")

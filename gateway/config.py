@@ -10,11 +10,14 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, create_model
 
-from gateway.domain.records import Source
+from gateway.sources.catalog import SPECS, Source
+from gateway.sources.spec import SourceSpec
+from gateway.support.strict_model import StrictModel
+from gateway.upstream.source_config import SourceConfig
 
 _VAR = re.compile(r"\$\{(file:[^}]+|[A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -23,8 +26,18 @@ class ConfigError(Exception):
     """Raised for an unusable config; the message never contains a secret value."""
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+_Model = StrictModel
+_M = TypeVar("_M", bound=StrictModel)
+
+
+def _with_source_blocks(block_of: Callable[[SourceSpec], type]) -> Callable[[type[_M]], type[_M]]:
+    """The decorated model plus one optional field per source, named by its key, in the
+    catalog's order (gateway/sources/catalog.py): adding a source adds its field."""
+    def derive(model: type[_M]) -> type[_M]:
+        blocks: dict[str, Any] = {spec.key: (block_of(spec) | None, None) for spec in SPECS}
+        return create_model(model.__name__, __base__=model, __module__=model.__module__,  # type: ignore[call-overload]
+                            __doc__=model.__doc__, **blocks)
+    return derive
 
 
 class ServerConfig(_Model):
@@ -98,106 +111,18 @@ class ObservabilityConfig(_Model):
     service_name: str = "balance-gateway"
 
 
-class SourceConfig(_Model):
-    base_url: str
-    timeout_s: float = Field(5.0, gt=0, le=120)          # one upstream HTTP call
-    # caching of upstream responses (per source, identity and parameters)
-    cache_ttl_s: float = Field(30.0, ge=0)               # fresh for this long
-    max_stale_s: float = Field(300.0, ge=0)              # then served only when the upstream fails
-    refresh_min_interval_s: float = Field(10.0, ge=0)    # a client refresh at most this often per response
-    # protecting the upstream
-    max_concurrency: int | None = Field(16, ge=1)        # calls in flight to this source, process-wide
-    max_retries: int = Field(2, ge=0, le=10)             # on connection errors, 429, 502, 503, 504
-    retry_budget_ratio: float = Field(0.2, ge=0, le=1)   # retries at most this share of calls (+1/s)
-    breaker_failures: int = Field(5, ge=1)               # consecutive failures that open the circuit
-    breaker_cooldown_s: float = Field(30.0, gt=0)        # before one probe call is let through
-    max_response_bytes: int = Field(16 * 1024 * 1024, ge=1024)
-
-    @field_validator("base_url")
-    @classmethod
-    def _strip_slash(cls, v: str) -> str:
-        if not v.startswith(("http://", "https://")):
-            raise ValueError("base_url must be an http(s) URL")
-        return v.rstrip("/")
-
-
-class CalicoSourceConfig(SourceConfig):
-    base_url: str = "https://api.getcalico.com/platform/v1"
-
-
-class CryptofuseSourceConfig(SourceConfig):
-    pass
-
-
-class OneBalanceSourceConfig(SourceConfig):
-    base_url: str = "https://be.onebalance.io/api"
-    api_key: SecretStr
-    aggregated_asset_ids: list[str] = ["ob:eth", "ob:usdc", "ob:usdt"]
-    asset_ids: list[str] = []       # extra CAIP-19 ids (`assetId=`)
-
-
-class CoboSourceConfig(SourceConfig):
-    api_key: SecretStr
-
-
-class DalpSourceConfig(SourceConfig):
-    api_key: SecretStr | None = None   # used with an account's `wallet` override
-    chain_id: str = "eip155:1"
-    base_currency: str = "USD"
-
-
+@_with_source_blocks(lambda spec: spec.source_config)
 class SourcesConfig(_Model):
-    calico: CalicoSourceConfig | None = None
-    cryptofuse: CryptofuseSourceConfig | None = None
-    onebalance: OneBalanceSourceConfig | None = None
-    cobo: CoboSourceConfig | None = None
-    dalp: DalpSourceConfig | None = None
+    """`[sources.<key>]`: one optional section per source."""
 
     def get(self, source: Source) -> SourceConfig | None:
         return getattr(self, source.key)
 
 
-class CalicoAccount(_Model):
-    token: SecretStr
-
-
-class CryptofuseAccount(_Model):
-    token: SecretStr
-
-
-class OneBalanceAccount(_Model):
-    accounts: list[str] = Field(min_length=1)   # CAIP-10 ids
-
-    @field_validator("accounts")
-    @classmethod
-    def _caip10(cls, v: list[str]) -> list[str]:
-        for item in v:
-            if item.count(":") < 2:
-                raise ValueError("each OneBalance account must be CAIP-10 (namespace:reference:address)")
-        return v
-
-
-class CoboAccount(_Model):
-    wallet_uuids: list[str] = Field(min_length=1)
-
-
-class DalpAccount(_Model):
-    api_key: SecretStr | None = None            # the participant's own key
-    wallet: str | None = None                   # or: filter[wallet] with the source-level key
-
-    def model_post_init(self, _: Any) -> None:
-        if (self.api_key is None) == (self.wallet is None):
-            raise ValueError("dalp needs exactly one of api_key or wallet")
-
-
+@_with_source_blocks(lambda spec: spec.account_config)   # `calico = { token = ... }`, ...
 class AccountConfig(_Model):
     id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.\-@]+$")
     api_keys: list[SecretStr] = []      # plain (from ${ENV} or ${file:...}) or "sha256:<hex>" digests
-    calico: CalicoAccount | None = None
-    cryptofuse: CryptofuseAccount | None = None
-    onebalance: OneBalanceAccount | None = None
-    cobo: CoboAccount | None = None
-    dalp: DalpAccount | None = None
 
     def source(self, source: Source) -> Any:
         return getattr(self, source.key)
@@ -236,11 +161,14 @@ class GatewayConfig(_Model):
         if dupes:
             raise ValueError(f"duplicate account id(s): {', '.join(dupes)}")
         for account in self.accounts:
-            for source in Source:
-                if account.source(source) is not None and self.sources.get(source) is None:
+            blocks = [(source, block) for source in Source if (block := account.source(source)) is not None]
+            for source, _ in blocks:
+                if self.sources.get(source) is None:
                     raise ValueError(f"account {account.id!r} uses {source.key} but [sources.{source.key}] is missing")
-            if account.dalp and account.dalp.wallet and not (self.sources.dalp and self.sources.dalp.api_key):
-                raise ValueError(f"account {account.id!r} uses dalp.wallet, which needs [sources.dalp] api_key")
+            for source, block in blocks:   # what one source's block needs of its section
+                problem = block.problem_with(self.sources.get(source))
+                if problem:
+                    raise ValueError(f"account {account.id!r} {problem}")
 
     def account(self, account_id: str) -> AccountConfig | None:
         return next((a for a in self.accounts if a.id == account_id), None)

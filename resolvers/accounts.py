@@ -9,8 +9,9 @@ from datetime import datetime
 
 from gateway.config import AccountConfig
 from gateway.domain.errors import ClientCode
-from gateway.domain.records import (HoldingRecord, Source, SourceError, SourceFetch, SourceState,
+from gateway.domain.records import (HoldingRecord, SourceError, SourceFetch, SourceState,
                              SourceWarning, WalletRecord)
+from gateway.sources.catalog import Source
 from gateway.upstream.resilience import BreakerState
 from resolvers.context import RequestContext
 from resolvers.errors import client_error

@@ -16,7 +16,8 @@ from typing import Any
 
 from gateway.config import AccountConfig
 from gateway.domain.errors import ClientCode
-from gateway.domain.records import Source, SourceFetch
+from gateway.domain.records import SourceFetch
+from gateway.sources.catalog import Source
 from resolvers.context import RequestContext
 from resolvers.errors import client_error
 

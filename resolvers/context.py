@@ -9,7 +9,8 @@ from aiodataloader import DataLoader
 
 from gateway.upstream.response_cache import InFlight
 from gateway.config import AccountConfig, GatewayConfig
-from gateway.domain.records import Source, SourceFetch, Token
+from gateway.domain.records import SourceFetch, Token
+from gateway.sources.catalog import Source
 from gateway.domain.tokens import TokenRegistry
 from gateway.upstream.resilience import Deadline
 from gateway.upstream.ledger import ReadLedger

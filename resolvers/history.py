@@ -28,7 +28,7 @@ from decimal import Decimal
 from typing import Any
 
 from gateway.domain.errors import ClientCode, UpstreamError
-from gateway.domain.records import Source
+from gateway.sources.catalog import Source
 from gateway.sources.cryptofuse.client import BalanceChangeRecord, HistoryPage
 from resolvers.context import RequestContext, UpstreamProblem
 from resolvers.errors import client_error

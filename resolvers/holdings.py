@@ -7,7 +7,8 @@ from decimal import Decimal
 from typing import Any, Iterable
 
 from gateway.domain import money
-from gateway.domain.records import HoldingRecord, Money, Source, SourceFetch, SourceState
+from gateway.domain.records import HoldingRecord, Money, SourceFetch, SourceState
+from gateway.sources.catalog import Source
 
 
 @dataclass(slots=True)

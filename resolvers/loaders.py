@@ -12,7 +12,8 @@ from typing import Any
 
 from aiodataloader import DataLoader
 
-from gateway.domain.records import Source, SourceFetch
+from gateway.domain.records import SourceFetch
+from gateway.sources.catalog import Source
 from gateway.sources.base import SourceClient
 from gateway.upstream.pipeline import FetchOptions
 

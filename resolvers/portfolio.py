@@ -6,7 +6,8 @@ import inspect
 from typing import Any, Awaitable, Callable, TypeVar
 
 from gateway.config import AccountConfig
-from gateway.domain.records import HoldingRecord, Source, SourceFetch, WalletRecord
+from gateway.domain.records import HoldingRecord, SourceFetch, WalletRecord
+from gateway.sources.catalog import Source
 from resolvers import calico_window
 from resolvers.accounts import AccountRef, AccountView, account_view, authorize
 from resolvers.context import RequestContext

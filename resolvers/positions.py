@@ -6,7 +6,8 @@ from decimal import Decimal
 from typing import Callable
 
 from gateway.domain import money
-from gateway.domain.records import Asset, Chain, HoldingRecord, Money, Source, Token, WalletRecord
+from gateway.domain.records import Asset, Chain, HoldingRecord, Money, Token, WalletRecord
+from gateway.sources.catalog import Source
 from gateway.domain.tokens import TokenRegistry
 from resolvers.holdings import order
 

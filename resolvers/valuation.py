@@ -12,10 +12,12 @@ from typing import Iterable
 
 from gateway.domain import money
 from gateway.support.by_identity import MISSING, ByIdentity
-from gateway.domain.records import HoldingRecord, Money, Price, PriceReliability, Source, SourceFetch, WalletRecord
+from gateway.domain.records import HoldingRecord, Money, Price, PriceReliability, SourceFetch, WalletRecord
+from gateway.sources.catalog import SPEC_OF
 
-# Which source's price to prefer when several observed one: exact base units first.
-_PREFERENCE = {Source.ONEBALANCE: 0, Source.DALP: 1, Source.CALICO: 2, Source.COBO: 3, Source.CRYPTOFUSE: 4}
+# Which source's price to prefer when several observed one (each spec's price_rank, a
+# required field: every source has one): exact base units first.
+_PREFERENCE = {source: spec.price_rank for source, spec in SPEC_OF.items()}
 
 
 def _rank(h: HoldingRecord) -> tuple:

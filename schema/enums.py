@@ -1,4 +1,5 @@
-"""GraphQL enums. The domain enums live in gateway.records; these expose them unchanged."""
+"""GraphQL enums. The domain enums live in gateway.domain.records (Source in
+gateway.sources.catalog, built from the sources' specs); these expose them unchanged."""
 from __future__ import annotations
 
 from enum import Enum
@@ -6,9 +7,10 @@ from enum import Enum
 import strawberry
 
 from gateway.domain import records
+from gateway.sources import catalog
 from gateway.upstream import resilience
 
-Source = strawberry.enum(records.Source, name="Source")
+Source = strawberry.enum(catalog.Source, name="Source")
 WalletKind = strawberry.enum(records.WalletKind, name="WalletKind")
 AmountPrecision = strawberry.enum(records.AmountPrecision, name="AmountPrecision")
 PriceReliability = strawberry.enum(records.PriceReliability, name="PriceReliability")

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from gateway.server.app import create_app
-from gateway.domain.records import Source
+from gateway.sources.catalog import Source
 from gateway.server.serving import ServerThread
 from gateway.simulation.world import World, simulator_module
 

@@ -6,7 +6,7 @@ import sys
 
 from bench.common import LARGE, ROOT, build_world, lua_string, world_digest
 from bench.perf import union_seconds
-from gateway.domain.records import Source
+from gateway.sources.catalog import Source
 
 
 def test_union_seconds_counts_overlapping_upstream_time_once():

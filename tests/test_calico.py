@@ -11,8 +11,10 @@ import pytest
 from httpx_aiohttp import AiohttpTransport
 
 from gateway.domain import ids, money
-from gateway.config import AccountConfig, CalicoAccount, CalicoSourceConfig
-from gateway.domain.records import AmountPrecision, PriceReliability, Source, SourceState, WalletKind
+from gateway.config import AccountConfig
+from gateway.sources.calico.config import CalicoAccount, CalicoSourceConfig
+from gateway.domain.records import AmountPrecision, PriceReliability, SourceState, WalletKind
+from gateway.sources.catalog import Source
 from gateway.domain.tokens import TokenRegistry
 from gateway.server.serving import ServerThread
 from gateway.sources.calico import simulator as sim

@@ -6,7 +6,7 @@ from datetime import datetime
 import pytest
 
 from gateway.server.app import create_app
-from gateway.domain.records import Source
+from gateway.sources.catalog import Source
 from gateway.server.serving import ServerThread
 from gateway.simulation.world import World
 from tests.conftest import GraphQLClient

@@ -127,7 +127,7 @@ def test_two_workers_serve_the_demo():
 
 
 def test_sigterm_lets_requests_in_flight_finish(tmp_path):
-    from gateway.domain.records import Source
+    from gateway.sources.catalog import Source
     from gateway.server.serving import ServerThread
     from gateway.simulation.world import World
 

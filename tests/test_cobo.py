@@ -15,9 +15,11 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from gateway.domain import ids
-from gateway.config import AccountConfig, CoboAccount, CoboSourceConfig
+from gateway.config import AccountConfig
+from gateway.sources.cobo.config import CoboAccount, CoboSourceConfig
 from gateway.domain.errors import UpstreamCode, UpstreamError
-from gateway.domain.records import AmountPrecision, Source, SourceState, WalletKind
+from gateway.domain.records import AmountPrecision, SourceState, WalletKind
+from gateway.sources.catalog import Source
 from gateway.domain.tokens import TokenRegistry
 from gateway.server.serving import ServerThread
 from gateway.sources.cobo import simulator as sim

@@ -11,9 +11,11 @@ import pytest
 from httpx_aiohttp import AiohttpTransport
 from pydantic import SecretStr
 
-from gateway.config import AccountConfig, CryptofuseAccount, CryptofuseSourceConfig
+from gateway.config import AccountConfig
+from gateway.sources.cryptofuse.config import CryptofuseAccount, CryptofuseSourceConfig
 from gateway.domain.errors import UpstreamError
-from gateway.domain.records import AmountPrecision, Source, SourceState, WalletKind
+from gateway.domain.records import AmountPrecision, SourceState, WalletKind
+from gateway.sources.catalog import Source
 from gateway.domain.tokens import TokenRegistry
 from gateway.server.serving import ServerThread
 from gateway.sources.cryptofuse import simulator as sim

@@ -16,7 +16,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.domain import ids
-from gateway.config import AccountConfig, DalpAccount, DalpSourceConfig
+from gateway.config import AccountConfig
+from gateway.sources.dalp.config import DalpAccount, DalpSourceConfig
 from gateway.domain.evm import checksum
 from gateway.domain.records import AmountPrecision, PriceReliability, SourceState, WalletKind
 from gateway.domain.tokens import TokenRegistry

@@ -142,7 +142,7 @@ def test_example_production_config_is_valid_and_safe(tmp_path):
     assert not config.server.graphiql and not config.server.introspection and not config.demo
     assert config.server.cors_origins and config.server.csrf_prevention
     assert config.cache.enabled and config.cache.redis_url is not None
-    assert {s.key for s in __import__("gateway.domain.records", fromlist=["Source"]).Source} == \
+    assert {s.key for s in __import__("gateway.sources.catalog", fromlist=["Source"]).Source} == \
         {k for k, v in config.sources.model_dump().items() if v is not None}
     assert config.accounts and all(a.api_keys for a in config.accounts)
     # Every secret is a reference, never a literal.

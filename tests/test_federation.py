@@ -20,7 +20,7 @@ from typing import Iterator
 import httpx
 import pytest
 
-from gateway.domain.records import Source
+from gateway.sources.catalog import Source
 from gateway.server.serving import free_port
 from tests.conftest import ADMIN_KEY, upstream_counts
 from tests.tooling import missing

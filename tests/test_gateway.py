@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import httpx
 
-from gateway.domain.records import Source
+from gateway.sources.catalog import Source
 from gateway.simulation.control import Fault
 import pytest
 

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import httpx
 import pytest
 
-from gateway.domain.records import Source
+from gateway.sources.catalog import Source
 from gateway.simulation.control import Fault
 from gateway.sources.cryptofuse.simulator import six_dp
 from gateway.sources import build_clients

@@ -29,7 +29,7 @@ from gateway.observability import tracing
 from gateway.server.app import create_app
 from gateway.config import GatewayConfig
 from gateway.observability.logs import make_handler
-from gateway.domain.records import Source
+from gateway.sources.catalog import Source
 from gateway.server.serving import ServerThread, free_port
 from gateway.simulation.control import Fault
 from gateway.simulation.world import World

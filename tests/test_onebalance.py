@@ -10,10 +10,12 @@ from httpx_aiohttp import AiohttpTransport
 from pydantic import SecretStr, ValidationError
 
 from gateway.domain import money
-from gateway.config import AccountConfig, OneBalanceAccount, OneBalanceSourceConfig
+from gateway.config import AccountConfig
+from gateway.sources.onebalance.config import OneBalanceAccount, OneBalanceSourceConfig
 from gateway.domain.errors import UpstreamError
 from gateway.domain.evm import checksum
-from gateway.domain.records import AmountPrecision, PriceReliability, Source, SourceFetch, SourceState, WalletKind
+from gateway.domain.records import AmountPrecision, PriceReliability, SourceFetch, SourceState, WalletKind
+from gateway.sources.catalog import Source
 from gateway.domain.tokens import TokenRegistry
 from gateway.server.serving import ServerThread
 from gateway.sources.onebalance import simulator as sim

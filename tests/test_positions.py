@@ -8,8 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.domain import ids, money
-from gateway.domain.records import (AmountPrecision, HoldingRecord, Money, Price, PriceReliability, Source, Token,
+from gateway.domain.records import (AmountPrecision, HoldingRecord, Money, Price, PriceReliability, Token,
                              WalletKind, WalletRecord)
+from gateway.sources.catalog import Source
 from gateway.domain.tokens import TokenRegistry
 from resolvers.holdings import order, select, value_total, HoldingSelection
 from resolvers.pagination import paginate

@@ -15,7 +15,7 @@ from typing import Any, Iterator
 
 import httpx
 
-from gateway.domain.records import Source
+from gateway.sources.catalog import Source
 from gateway.server.serving import ServerThread, free_port
 from gateway.simulation.control import Fault
 from gateway.simulation.world import World

@@ -17,7 +17,7 @@ from collections import OrderedDict
 import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.domain.records import Source
+from gateway.sources.catalog import Source
 from gateway.simulation.control import Fault
 from gateway.policy.kept_responses import KeptResponses
 from gateway.upstream.ledger import Dependency, ReadLedger

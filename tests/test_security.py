@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from gateway.domain import ids
 from gateway.server.app import create_app
 from gateway.config import GatewayConfig, parse_config
-from gateway.domain.records import Source
+from gateway.sources.catalog import Source
 from gateway.server.serving import ServerThread
 from gateway.simulation.world import World
 from tests.conftest import GraphQLClient

@@ -24,7 +24,7 @@ import httpx
 from httpx_aiohttp import AiohttpTransport
 
 from gateway.upstream.http import DirectLane, HttpxLane, make_http_client
-from gateway.domain.records import Source
+from gateway.sources.catalog import Source
 from gateway.server.serving import ServerThread, free_port
 from gateway.upstream.pipeline import Upstream, _param_list
 

@@ -5,7 +5,7 @@ from enum import Enum
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from gateway.domain.records import Source
+    from gateway.domain.records import SourceId
 
 
 class UpstreamCode(str, Enum):
@@ -45,7 +45,7 @@ class ClientError(Exception):
         self.message = message
 
 
-def status_code_error(source: "Source", status: int, retry_after: float | None = None) -> UpstreamError:
+def status_code_error(source: "SourceId", status: int, retry_after: float | None = None) -> UpstreamError:
     """Default mapping of an upstream HTTP status to our code; the message names only the status."""
     name = source.display
     if status in (401, 403):

@@ -13,26 +13,27 @@ from enum import Enum
 from typing import Any
 
 
-class Source(str, Enum):
-    CALICO = "CALICO"
-    CRYPTOFUSE = "CRYPTOFUSE"
-    ONEBALANCE = "ONEBALANCE"
-    COBO = "COBO"
-    DALP = "DALP"
+class SourceId(str, Enum):
+    """The base of `Source`, which gateway/sources/catalog.py builds from the sources'
+    specs (one member per folder gateway/sources/<name>/): the domain names a source by
+    this type without knowing which sources exist. A member's value is its GraphQL name
+    (`CALICO`), so it compares and hashes as that string."""
+
+    def __new__(cls, value: str, display: str) -> "SourceId":
+        member = str.__new__(cls, value)
+        member._value_ = value
+        member._display = display
+        return member
 
     @property
     def display(self) -> str:
         """The upstream's own spelling, for messages."""
-        return _DISPLAY[self.value]
+        return self._display
 
     @property
     def key(self) -> str:
         """The lowercase name used in config (`[sources.cobo]`) and scoped ids (`cobo:FOO`)."""
         return self.value.lower()
-
-
-_DISPLAY = {"CALICO": "Calico", "CRYPTOFUSE": "Cryptofuse", "ONEBALANCE": "OneBalance", "COBO": "Cobo",
-            "DALP": "DALP"}
 
 
 class WalletKind(str, Enum):
@@ -103,14 +104,14 @@ class Price:
     unit: Decimal           # price of one whole token
     currency: str
     reliability: PriceReliability
-    source: Source | None = None
+    source: SourceId | None = None
 
 
 @dataclass(slots=True)
 class WalletRecord:
     id: str                 # opaque global id (gateway.ids.encode)
     account_id: str
-    source: Source
+    source: SourceId
     kind: WalletKind
     local_id: str           # the source's own name for it (uuid, address, "account", ...)
     provider: str | None = None
@@ -126,7 +127,7 @@ class HoldingRecord:
     account_id: str
     wallet: WalletRecord
     token: Token
-    source: Source
+    source: SourceId
     amount: Decimal
     precision: AmountPrecision
     amount_raw: int | None = None
@@ -157,7 +158,7 @@ class SourceWarning:
 @dataclass(slots=True)
 class SourceFetch:
     """What one source said for one upstream identity (all pages), normalized."""
-    source: Source
+    source: SourceId
     account_id: str
     state: SourceState
     wallets: list[WalletRecord] = field(default_factory=list)

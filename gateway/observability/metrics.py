@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.domain.errors import UpstreamError, status_code_error
-from gateway.domain.records import Source
+from gateway.domain.records import SourceId
 
 # OpenTelemetry's recommended boundaries for http.server/client.request.duration (seconds).
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
@@ -92,25 +92,25 @@ class GatewayMetrics:
         return metrics
 
     # -- recorded by gateway.upstream.Upstream -----------------------------------
-    def upstream_answered(self, source: Source, status: int, started: float) -> None:
+    def upstream_answered(self, source: SourceId, status: int, started: float) -> None:
         self.upstream_duration.labels(source.value, str(status)).observe(time.perf_counter() - started)
         if status >= 400:
             self.upstream_errors.labels(source.value, code_for_status(source, status)).inc()
 
-    def upstream_failed(self, source: Source, error: UpstreamError, started: float) -> str:
+    def upstream_failed(self, source: SourceId, error: UpstreamError, started: float) -> str:
         """A call that raised (no usable response); returns the `status` label it was filed under."""
         status = str(error.status) if error.status else _ERROR_KIND.get(error.code.value, "error")
         self.upstream_duration.labels(source.value, status).observe(time.perf_counter() - started)
         self.upstream_errors.labels(source.value, error.code.value).inc()
         return status
 
-    def upstream_cancelled(self, source: Source, started: float) -> None:
+    def upstream_cancelled(self, source: SourceId, started: float) -> None:
         self.upstream_duration.labels(source.value, "cancelled").observe(time.perf_counter() - started)
 
-    def rejected(self, source: Source, reason: str) -> None:
+    def rejected(self, source: SourceId, reason: str) -> None:
         self.upstream_rejected.labels(source.value, reason).inc()
 
-    def cache(self, source: Source, result: str) -> None:
+    def cache(self, source: SourceId, result: str) -> None:
         self.cache_requests.labels(source.value, result).inc()
 
     # -- recorded by the app --------------------------------------------------------
@@ -131,7 +131,7 @@ class GatewayMetrics:
         return Response(encode(self.registry), media_type=None, headers={"content-type": content_type})
 
 
-def code_for_status(source: Source, status: int) -> str:
+def code_for_status(source: SourceId, status: int) -> str:
     """The gateway's code for an upstream HTTP error status (the sources' default mapping)."""
     return status_code_error(source, status).code.value
 

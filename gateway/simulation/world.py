@@ -1,4 +1,5 @@
-"""A generated world of accounts spread over the five simulated upstreams.
+"""A generated world of accounts spread over the simulated upstreams (every source in the
+catalog, gateway/sources/catalog.py, each by the simulator its spec names).
 
 The same generator serves the demo, the tests and the load tests: `World.generate`
 makes deterministic data for any number of accounts (the account `demo` first, with
@@ -19,7 +20,7 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 
 from gateway.config import GatewayConfig
-from gateway.domain.records import Source
+from gateway.sources.catalog import SPEC_OF, Source
 from gateway.simulation.control import SimControl
 
 DEMO_ACCOUNT = "demo"
@@ -27,7 +28,7 @@ DEMO_KEY = "demo-key"
 
 
 def simulator_module(source: Source) -> ModuleType:
-    return importlib.import_module(f"gateway.sources.{source.key}.simulator")
+    return importlib.import_module(SPEC_OF[source].simulator)
 
 
 def gateway_key(account_id: str) -> str:
@@ -69,7 +70,7 @@ class World:
         return simulator_module(source).create_app(self.datasets[source], self.controls[source])
 
     def combined_app(self) -> Starlette:
-        """All five simulators in one ASGI app, each under `/<source key>`."""
+        """Every simulator in one ASGI app, each under `/<source key>`."""
         return Starlette(routes=self.mounts())
 
     def mounts(self, prefix: str = "") -> list[Mount]:

@@ -14,19 +14,19 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Annotated, Any, ClassVar, Generic, Hashable, Mapping, TypeVar
+from typing import Annotated, Any, ClassVar, Generic, Hashable, Mapping, Protocol, TypeVar
 
 import httpx
 import pydantic
 from pydantic import BeforeValidator
 
 from gateway.domain import money
-from gateway.config import AccountConfig, SourceConfig
 from gateway.domain.errors import UpstreamCode, UpstreamError, status_code_error
-from gateway.domain.records import SourceError, SourceFetch, SourceState, Source
+from gateway.domain.records import SourceError, SourceFetch, SourceId, SourceState
 from gateway.upstream.response_cache import InFlight
 from gateway.domain.tokens import TokenRegistry
 from gateway.upstream.pipeline import FetchOptions, Upstream
+from gateway.upstream.source_config import SourceConfig
 
 log = logging.getLogger("gateway.sources")
 
@@ -35,6 +35,14 @@ INCOMPLETE = frozenset({"POSSIBLY_TRUNCATED", "INCOMPLETE_PAGING", "UPSTREAM_REP
 
 ConfigT = TypeVar("ConfigT", bound=SourceConfig)
 IdentityT = TypeVar("IdentityT", bound=Hashable)
+
+
+class ConfiguredAccount(Protocol):
+    """What a client reads of an account's config (gateway.config.AccountConfig): its id
+    and its block for a source (`None` when the account does not use that source)."""
+    id: str
+
+    def source(self, source: SourceId) -> Any: ...
 
 
 def utcnow() -> datetime:
@@ -71,7 +79,7 @@ class UpstreamResponse:
 class SourceClient(ABC, Generic[ConfigT, IdentityT]):
     """One upstream. Subclasses implement `identities` and `fetch_identity`."""
 
-    source: ClassVar[Source]
+    source: ClassVar[SourceId]   # set from the source's spec by gateway/sources/catalog.py
 
     def __init__(self, config: ConfigT, http: httpx.AsyncClient, registry: TokenRegistry,
                  upstream: Upstream | None = None):
@@ -82,7 +90,7 @@ class SourceClient(ABC, Generic[ConfigT, IdentityT]):
         self.upstream = upstream or Upstream(self.source, config, http, cache=None, inflight=InFlight())
 
     @abstractmethod
-    def identities(self, account: AccountConfig) -> list[IdentityT]:
+    def identities(self, account: ConfiguredAccount) -> list[IdentityT]:
         """The upstream identities of one account: one fetch (all its pages) each."""
 
     @abstractmethod

@@ -24,11 +24,11 @@ import httpx
 from gateway.upstream import http as http_lanes
 from gateway.observability import metrics as gateway_metrics, tracing
 from gateway.upstream.response_cache import Cache, CachedResponse, InFlight, RedisCache, cache_key
-from gateway.config import SourceConfig
 from gateway.domain.errors import UpstreamCode, UpstreamError
-from gateway.domain.records import Source, SourceFetch, SourceState, SourceWarning
+from gateway.domain.records import SourceFetch, SourceId, SourceState, SourceWarning
 from gateway.upstream.resilience import CircuitBreaker, ConcurrencyLimiter, Deadline, RetryBudget, RetryPolicy
 from gateway.upstream.ledger import Dependency, ReadLedger
+from gateway.upstream.source_config import SourceConfig
 
 log = logging.getLogger("gateway.upstream")
 
@@ -65,7 +65,7 @@ def parse_retry_after(value: str | None) -> float | None:
 
 
 class Upstream:
-    def __init__(self, source: Source, config: SourceConfig, http: httpx.AsyncClient,
+    def __init__(self, source: SourceId, config: SourceConfig, http: httpx.AsyncClient,
                  cache: Cache | None, inflight: InFlight):
         self.source = source
         self.name = source.display

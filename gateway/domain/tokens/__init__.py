@@ -11,9 +11,22 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from gateway.domain.evm import is_evm_address, normalize_address
-from gateway.domain.records import Asset, Chain, Source, Token
+from gateway.domain.records import Asset, Chain, SourceId, Token
 
 DATA_DIR = Path(__file__).parent / "data"
+
+# An entry's own fields; every other list in it is a source's names for it, under that
+# source's key (`calico = ["ethereum"]`), so the registry needs no list of the sources.
+_CHAIN_FIELDS = frozenset({"id", "name", "testnet"})
+_TOKEN_FIELDS = frozenset({"id", "asset", "symbol", "name", "decimals"})
+
+
+def _aliases(entry: dict[str, Any], own: frozenset[str]) -> Iterable[tuple[str, str]]:
+    """(source key, lowercased alias) for each source's names in one chain or token entry."""
+    for source_key, names in entry.items():
+        if source_key not in own and isinstance(names, list):
+            for alias in names:
+                yield source_key, alias.lower()
 
 
 def token_key(token_id: str) -> str:
@@ -66,9 +79,8 @@ class TokenRegistry:
         for c in data.get("chains", []):
             chain = Chain(id=c["id"], name=c.get("name", c["id"]), is_testnet=bool(c.get("testnet", False)))
             self.chains[chain.id] = chain
-            for source in Source:
-                for alias in c.get(source.key, []):
-                    self._chain_alias[(source.key, alias.lower())] = chain
+            for alias_key in _aliases(c, _CHAIN_FIELDS):
+                self._chain_alias[alias_key] = chain
         for source_key, names in data.get("exchanges", {}).items():
             self._exchanges.setdefault(source_key, set()).update(n.lower() for n in names)
         for a in data.get("assets", []):
@@ -101,9 +113,8 @@ class TokenRegistry:
             asset_type=asset_type,
         )
         self.tokens[token_key(token_id)] = token
-        for source in Source:
-            for alias in t.get(source.key, []):
-                self._token_alias[(source.key, alias.lower())] = token
+        for alias_key in _aliases(t, _TOKEN_FIELDS):
+            self._token_alias[alias_key] = token
 
     # -- lookups ----------------------------------------------------------
     def chain(self, chain_id: str) -> Chain | None:
@@ -112,17 +123,17 @@ class TokenRegistry:
     def chain_or_unknown(self, chain_id: str) -> Chain:
         return self.chains.get(chain_id) or Chain(id=chain_id, name=chain_id)
 
-    def chain_alias(self, source: Source, alias: str) -> Chain | None:
+    def chain_alias(self, source: SourceId, alias: str) -> Chain | None:
         """Chain an upstream names by its own id: Calico `ethereum`, Cobo `BASE_ETH`."""
         return self._chain_alias.get((source.key, alias.lower()))
 
-    def is_exchange(self, source: Source, provider: str) -> bool:
+    def is_exchange(self, source: SourceId, provider: str) -> bool:
         return provider.lower() in self._exchanges.get(source.key, set())
 
     def token(self, token_id: str) -> Token | None:
         return self.tokens.get(token_key(token_id))
 
-    def token_alias(self, source: Source, alias: str) -> Token | None:
+    def token_alias(self, source: SourceId, alias: str) -> Token | None:
         """Token an upstream names by its own id: Cryptofuse `USDTERC20`, Cobo `SETH_USDC`."""
         return self._token_alias.get((source.key, alias.lower()))
 
@@ -151,7 +162,7 @@ class TokenRegistry:
         return [t for t in self.tokens.values() if key and t.asset_key == key and t.asset_type]
 
     # -- tokens outside the registry ---------------------------------------
-    def unknown(self, source: Source, upstream_id: str, symbol: str | None = None,
+    def unknown(self, source: SourceId, upstream_id: str, symbol: str | None = None,
                 chain: Chain | None = None) -> Token:
         """A token the registry cannot resolve: source-scoped id, no decimals, own asset."""
         token_id = f"{source.key}:{upstream_id}"

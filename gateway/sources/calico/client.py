@@ -19,11 +19,11 @@ from typing import Annotated, Any
 from pydantic import BeforeValidator, SecretStr
 
 from gateway.domain import ids, money
-from gateway.config import AccountConfig, CalicoSourceConfig
-from gateway.domain.records import (AmountPrecision, HoldingRecord, Money, Price, PriceReliability, Source,
-                             SourceFetch, SourceState, SourceWarning, Token, WalletKind, WalletRecord)
+from gateway.sources.calico.config import CalicoSourceConfig
+from gateway.domain.records import (AmountPrecision, HoldingRecord, Money, Price, PriceReliability,
+                             SourceFetch, SourceId, SourceState, SourceWarning, Token, WalletKind, WalletRecord)
 from gateway.upstream.pipeline import FetchOptions
-from gateway.sources.base import SourceClient, UpstreamModel, as_utc
+from gateway.sources.base import ConfiguredAccount, SourceClient, UpstreamModel, as_utc
 
 PAGE_LIMIT = 100  # Calico's documented maximum; there is no cursor beyond it
 
@@ -84,12 +84,11 @@ class CalicoIdentity:
 
 
 class CalicoClient(SourceClient[CalicoSourceConfig, CalicoIdentity]):
-    source = Source.CALICO
-
-    def identities(self, account: AccountConfig) -> list[CalicoIdentity]:
-        if account.calico is None:
+    def identities(self, account: ConfiguredAccount) -> list[CalicoIdentity]:
+        block = account.source(self.source)
+        if block is None:
             return []
-        return [CalicoIdentity(account_id=account.id, token=account.calico.token)]
+        return [CalicoIdentity(account_id=account.id, token=block.token)]
 
     async def fetch_identity(self, identity: CalicoIdentity, fetch: SourceFetch, options: FetchOptions) -> None:
         if identity.matches_nothing():
@@ -168,18 +167,18 @@ class CalicoClient(SourceClient[CalicoSourceConfig, CalicoIdentity]):
             precision=AmountPrecision.FLOAT_APPROXIMATE,
             amount_raw=None,           # float amounts are never exact base units
             staked=row.staked_holdings,
-            price=_unit_price(row.asset_holdings, value),
+            price=_unit_price(row.asset_holdings, value, self.source),
             value=value,
             updated_at=as_utc(row.time_fetched) if row.time_fetched else None,
         )
 
 
-def _unit_price(amount: Decimal, value: Money | None) -> Price | None:
+def _unit_price(amount: Decimal, value: Money | None, source: SourceId) -> Price | None:
     """`price_in_usd` is the position's value: one token is worth value / amount."""
     if value is None or amount.is_zero():
         return None
     return Price(unit=money.unit_price(value.amount, amount), currency=value.currency,
-                 reliability=PriceReliability.REPORTED, source=Source.CALICO)
+                 reliability=PriceReliability.REPORTED, source=source)
 
 
 def _merge(a: HoldingRecord, b: HoldingRecord) -> HoldingRecord:
@@ -189,7 +188,7 @@ def _merge(a: HoldingRecord, b: HoldingRecord) -> HoldingRecord:
         x for x in (a.staked, b.staked) if x is not None)
     a.value = (Money(money.dsum((a.value.amount, b.value.amount)), "USD")
                if a.value is not None and b.value is not None else None)  # one unpriced part: unpriced
-    a.price = _unit_price(a.amount, a.value)
+    a.price = _unit_price(a.amount, a.value, a.source)
     if b.updated_at and (a.updated_at is None or b.updated_at > a.updated_at):
         a.updated_at = b.updated_at
     return a

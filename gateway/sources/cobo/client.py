@@ -17,12 +17,12 @@ from typing import Any, Literal
 from pydantic import SecretStr
 
 from gateway.domain import ids, money
-from gateway.config import AccountConfig, CoboSourceConfig
+from gateway.sources.cobo.config import CoboSourceConfig
 from gateway.domain.errors import UpstreamCode, UpstreamError
-from gateway.domain.records import (AmountPrecision, HoldingRecord, Source, SourceFetch, SourceWarning, Token,
+from gateway.domain.records import (AmountPrecision, HoldingRecord, SourceFetch, SourceWarning, Token,
                              WalletKind, WalletRecord)
 from gateway.upstream.pipeline import FetchOptions
-from gateway.sources.base import DecimalString, SourceClient, UpstreamModel, as_utc
+from gateway.sources.base import ConfiguredAccount, DecimalString, SourceClient, UpstreamModel, as_utc
 
 PATH = "/api/v1/wallets/balances"
 PAGE_LIMIT = 200      # the documented maximum
@@ -73,12 +73,11 @@ class CoboIdentity:
 
 
 class CoboClient(SourceClient[CoboSourceConfig, CoboIdentity]):
-    source = Source.COBO
-
-    def identities(self, account: AccountConfig) -> list[CoboIdentity]:
-        if account.cobo is None:
+    def identities(self, account: ConfiguredAccount) -> list[CoboIdentity]:
+        block = account.source(self.source)
+        if block is None:
             return []
-        uuids = dict.fromkeys(account.cobo.wallet_uuids)   # de-duplicate, keep order
+        uuids = dict.fromkeys(block.wallet_uuids)   # de-duplicate, keep order
         return [CoboIdentity(account.id, self.config.api_key, uuid) for uuid in uuids]
 
     async def fetch_identity(self, identity: CoboIdentity, fetch: SourceFetch, options: FetchOptions) -> None:

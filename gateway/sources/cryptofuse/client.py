@@ -17,12 +17,12 @@ import pydantic
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SecretStr, StrictInt, StrictStr, model_validator
 
 from gateway.domain import ids, money
-from gateway.config import AccountConfig, CryptofuseSourceConfig
+from gateway.sources.cryptofuse.config import CryptofuseSourceConfig
 from gateway.domain.errors import UpstreamCode, UpstreamError
-from gateway.domain.records import (AmountPrecision, HoldingRecord, Source, SourceFetch, SourceState,
+from gateway.domain.records import (AmountPrecision, HoldingRecord, SourceFetch, SourceState,
                              Token, WalletKind, WalletRecord)
 from gateway.upstream.pipeline import FetchOptions
-from gateway.sources.base import SourceClient, UpstreamResponse
+from gateway.sources.base import ConfiguredAccount, SourceClient, UpstreamResponse
 
 BALANCES_PATH = "/user/balances/"
 HISTORY_PATH = "/user/balances/history/"
@@ -105,10 +105,8 @@ class HistoryPage:
 
 
 class CryptofuseClient(SourceClient[CryptofuseSourceConfig, CryptofuseIdentity]):
-    source = Source.CRYPTOFUSE
-
-    def identities(self, account: AccountConfig) -> list[CryptofuseIdentity]:
-        block = account.cryptofuse
+    def identities(self, account: ConfiguredAccount) -> list[CryptofuseIdentity]:
+        block = account.source(self.source)
         return [] if block is None else [CryptofuseIdentity(account_id=account.id, token=block.token)]
 
     async def fetch_identity(self, identity: CryptofuseIdentity, fetch: SourceFetch, options: FetchOptions) -> None:

@@ -32,7 +32,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.domain.records import Source
+from gateway.sources.catalog import Source
 from gateway.domain.tokens import TokenRegistry
 from gateway.simulation.control import ControlledApp, SimControl
 

@@ -24,13 +24,13 @@ import pydantic
 from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, SecretStr, StrictBool, StrictInt
 
 from gateway.domain import ids, money
-from gateway.config import AccountConfig, DalpSourceConfig
+from gateway.sources.dalp.config import DalpSourceConfig
 from gateway.domain.errors import UpstreamCode, UpstreamError
 from gateway.domain.evm import checksum, is_evm_address
-from gateway.domain.records import (AmountPrecision, Chain, HoldingRecord, Money, Price, PriceReliability, Source,
+from gateway.domain.records import (AmountPrecision, Chain, HoldingRecord, Money, Price, PriceReliability,
                              SourceFetch, SourceState, SourceWarning, Token, WalletKind, WalletRecord)
 from gateway.upstream.pipeline import FetchOptions
-from gateway.sources.base import DecimalString, SourceClient, UpstreamModel, UpstreamResponse
+from gateway.sources.base import ConfiguredAccount, DecimalString, SourceClient, UpstreamModel, UpstreamResponse
 
 PATH = "/api/v2/user-asset-balances"
 PAGE_LIMIT = 200        # the documented maximum
@@ -164,10 +164,8 @@ def split_value(total: Decimal, weights: list[Decimal]) -> list[Decimal]:
 
 
 class DalpClient(SourceClient[DalpSourceConfig, DalpIdentity]):
-    source = Source.DALP
-
-    def identities(self, account: AccountConfig) -> list[DalpIdentity]:
-        dalp = account.dalp
+    def identities(self, account: ConfiguredAccount) -> list[DalpIdentity]:
+        dalp = account.source(self.source)
         if dalp is None:
             return []
         if dalp.api_key is not None:

@@ -24,14 +24,14 @@ from typing import Any
 from pydantic import Field, SecretStr
 
 from gateway.domain import ids, money
-from gateway.config import AccountConfig, OneBalanceSourceConfig
+from gateway.sources.onebalance.config import OneBalanceSourceConfig
 from gateway.domain.errors import UpstreamCode, UpstreamError
 from gateway.domain.evm import normalize_address
-from gateway.domain.records import (AmountPrecision, HoldingRecord, Money, Price, PriceReliability, Source,
+from gateway.domain.records import (AmountPrecision, HoldingRecord, Money, Price, PriceReliability,
                              SourceFetch, SourceWarning, Token, WalletKind, WalletRecord)
 from gateway.domain.tokens import token_key
 from gateway.upstream.pipeline import FetchOptions
-from gateway.sources.base import SourceClient, UpstreamModel
+from gateway.sources.base import ConfiguredAccount, SourceClient, UpstreamModel
 
 PATH = "/v3/balances/aggregated-balance"
 EVM = "eip155"
@@ -101,10 +101,8 @@ def group_accounts(caip10s: list[str]) -> list[tuple[str, ...]]:
 
 
 class OneBalanceClient(SourceClient[OneBalanceSourceConfig, OneBalanceIdentity]):
-    source = Source.ONEBALANCE
-
-    def identities(self, account: AccountConfig) -> list[OneBalanceIdentity]:
-        block = account.onebalance
+    def identities(self, account: ConfiguredAccount) -> list[OneBalanceIdentity]:
+        block = account.source(self.source)
         if block is None:
             return []
         return [OneBalanceIdentity(account_id=account.id, api_key=self.config.api_key, accounts=group)

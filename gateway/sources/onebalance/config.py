@@ -1,0 +1,26 @@
+"""OneBalance's config: its `[sources.onebalance]` section and an account's `onebalance = { ... }` block."""
+from __future__ import annotations
+
+from pydantic import Field, SecretStr, field_validator
+
+from gateway.sources.spec import AccountBlock
+from gateway.upstream.source_config import SourceConfig
+
+
+class OneBalanceSourceConfig(SourceConfig):
+    base_url: str = "https://be.onebalance.io/api"
+    api_key: SecretStr
+    aggregated_asset_ids: list[str] = ["ob:eth", "ob:usdc", "ob:usdt"]
+    asset_ids: list[str] = []       # extra CAIP-19 ids (`assetId=`)
+
+
+class OneBalanceAccount(AccountBlock):
+    accounts: list[str] = Field(min_length=1)   # CAIP-10 ids
+
+    @field_validator("accounts")
+    @classmethod
+    def _caip10(cls, v: list[str]) -> list[str]:
+        for item in v:
+            if item.count(":") < 2:
+                raise ValueError("each OneBalance account must be CAIP-10 (namespace:reference:address)")
+        return v
