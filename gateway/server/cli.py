@@ -14,6 +14,9 @@ from gateway.observability.logs import LOG_FORMATS, configure_logging
 
 # How `serve` hands its choices to worker processes (uvicorn starts them afresh).
 _WORKER_ENV = "BALANCE_GATEWAY_WORKER"
+# Extra source specs (gateway/sources/catalog.py SPECS_ENV; a problem with them is raised,
+# as an ImportError with this name, when the catalog is first imported).
+_SPECS_ENV = "GATEWAY_SOURCE_SPECS"
 
 
 def _build_app(config_path: str | None, host: str, port: int) -> Any:
@@ -122,7 +125,13 @@ def main(argv: list[str] | None = None) -> int:
     export.set_defaults(func=_export_schema)
     args = parser.parse_args(argv)
     configure_logging(getattr(args, "log_format", "text"), getattr(args, "log_level", "info"))
-    return args.func(args)
+    try:
+        return args.func(args)
+    except ImportError as exc:
+        if exc.name != _SPECS_ENV:
+            raise
+        print(f"balance-gateway: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
