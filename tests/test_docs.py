@@ -126,11 +126,13 @@ def test_config_doc_example_is_a_valid_config(text, _m, line, tmp_path):
 
 
 def test_config_doc_covers_every_option():
-    """Every option of every config model is named in docs/CONFIG.md (as `name`, `name =`,
-    `[name` or `.name]`)."""
+    """Every option of every config model, each source's included, is named in
+    docs/CONFIG.md (as `name`, `name =`, `[name` or `.name]`)."""
     doc = (DOCS / "CONFIG.md").read_text()
     from gateway import config as cfg
+    from gateway.sources.catalog import SPECS
     models = [m for m in vars(cfg).values() if isinstance(m, type) and issubclass(m, cfg._Model) and m is not cfg._Model]
+    models += [m for spec in SPECS for m in (spec.source_config, spec.account_config)]   # in each source's folder
     missing = sorted({f"{m.__name__}.{name}" for m in models for name in m.model_fields
                       if not any(form in doc for form in (f"`{name}`", f"{name} =", f"[{name}", f".{name}]"))})
     assert not missing, f"docs/CONFIG.md does not describe: {missing}"
