@@ -1,4 +1,4 @@
-"""The embedded demo: the five simulators mounted in the gateway's own app, over real HTTP.
+"""The embedded demo: every source's simulator mounted in the gateway's own app, over real HTTP.
 
 The simulators answer under `/_sim/<source>` on the gateway's own port, so the gateway's
 upstream calls are genuine HTTP round trips on loopback, exactly as with real upstreams.
