@@ -107,7 +107,7 @@ class Price:
     source: SourceId | None = None
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class WalletRecord:
     id: str                 # opaque global id (gateway.ids.encode)
     account_id: str
@@ -121,7 +121,7 @@ class WalletRecord:
     label: str | None = None
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class HoldingRecord:
     id: str
     account_id: str

@@ -11,7 +11,7 @@ Traps handled here (docs/UPSTREAMS.md):
 from __future__ import annotations
 
 import decimal
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
@@ -183,13 +183,13 @@ def _unit_price(amount: Decimal, value: Money | None, source: SourceId) -> Price
 
 def _merge(a: HoldingRecord, b: HoldingRecord) -> HoldingRecord:
     """The same token twice in one wallet: exact sums, unit price re-derived from the sums."""
-    a.amount = money.dsum((a.amount, b.amount))
-    a.staked = None if a.staked is None and b.staked is None else money.dsum(
+    amount = money.dsum((a.amount, b.amount))
+    value = (Money(money.dsum((a.value.amount, b.value.amount)), "USD")
+             if a.value is not None and b.value is not None else None)  # one unpriced part: unpriced
+    staked = None if a.staked is None and b.staked is None else money.dsum(
         x for x in (a.staked, b.staked) if x is not None)
-    a.value = (Money(money.dsum((a.value.amount, b.value.amount)), "USD")
-               if a.value is not None and b.value is not None else None)  # one unpriced part: unpriced
-    a.price = _unit_price(a.amount, a.value, a.source)
-    if b.updated_at and (a.updated_at is None or b.updated_at > a.updated_at):
-        a.updated_at = b.updated_at
-    return a
+    updated_at = b.updated_at if b.updated_at and (a.updated_at is None or b.updated_at > a.updated_at) \
+        else a.updated_at
+    return replace(a, amount=amount, staked=staked, value=value, price=_unit_price(amount, value, a.source),
+                   updated_at=updated_at)
 

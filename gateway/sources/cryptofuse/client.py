@@ -8,7 +8,7 @@ carry the network (USDTERC20 = USDT on Ethereum) and every amount is a string ro
 from __future__ import annotations
 
 import decimal
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Annotated, Any
@@ -130,7 +130,7 @@ class CryptofuseClient(SourceClient[CryptofuseSourceConfig, CryptofuseIdentity])
             amount = money.to_decimal(text)
             held = merged.get(token.id)
             if held is not None:   # two tickers naming one token: one holding, exact sum
-                held.amount = money.dsum((held.amount, amount))
+                merged[token.id] = replace(held, amount=money.dsum((held.amount, amount)))
                 continue
             merged[token.id] = HoldingRecord(
                 id=ids.holding_id(self.source.value, wallet.account_id, wallet.local_id, token.id),

@@ -16,7 +16,7 @@ and read only its `code`, never echoing the message.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Annotated, Any
 
@@ -295,12 +295,13 @@ class DalpClient(SourceClient[DalpSourceConfig, DalpIdentity]):
         key = (wallet.local_id, token.id)
         existing = holdings.get(key)
         if existing is not None:   # the same wallet listed twice in one row: merge exactly
-            existing.amount = money.dsum([existing.amount, part.amount])
-            existing.locked = money.dsum([existing.locked or money.ZERO, part.locked])
-            existing.available = money.dsum([existing.available or money.ZERO, part.available])
+            amount = money.dsum([existing.amount, part.amount])
+            merged_value = existing.value
             if existing.value is not None and value is not None:
-                existing.value = Money(money.dsum([existing.value.amount, value.amount]), value.currency)
-            existing.amount_raw = self._raw(existing.amount, token)
+                merged_value = Money(money.dsum([existing.value.amount, value.amount]), value.currency)
+            holdings[key] = replace(existing, amount=amount, amount_raw=self._raw(amount, token), value=merged_value,
+                                    locked=money.dsum([existing.locked or money.ZERO, part.locked]),
+                                    available=money.dsum([existing.available or money.ZERO, part.available]))
             return
         holdings[key] = HoldingRecord(
             id=ids.holding_id(self.source.value, identity.account_id, wallet.local_id, token.id),
