@@ -10,10 +10,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import gc
+import json
 import logging
 from typing import Any
 
-import orjson
 from cross_web import HTTPException
 from graphql import GraphQLError
 from starlette.applications import Starlette
@@ -26,7 +26,7 @@ from strawberry.asgi import GraphQL
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET
 
-from gateway import tracing
+from gateway import json_depth, safe_json, tracing
 from gateway.cache import build_cache
 from gateway.config import GatewayConfig
 from gateway.errors import ClientCode
@@ -60,6 +60,14 @@ def _response_media_type(request: Request) -> str:
     return GRAPHQL_RESPONSE_JSON if preferred != -1 and (legacy == -1 or preferred < legacy) else "application/json"
 
 
+class CodedHTTPException(HTTPException):
+    """A malformed HTTP request answered with its own `extensions.code` (not BAD_REQUEST)."""
+
+    def __init__(self, status_code: int, reason: str, code: ClientCode):
+        super().__init__(status_code, reason)
+        self.code = code.value
+
+
 class GatewayGraphQL(tracing.TracedOperations, GraphQL):   # a span per operation when tracing is on
     """Strawberry's ASGI view with our context, error shapes, JSON encoder and GraphiQL page."""
 
@@ -90,9 +98,9 @@ class GatewayGraphQL(tracing.TracedOperations, GraphQL):   # a span per operatio
         try:
             return await super().run(request, context, root_value)
         except HTTPException as exc:
-            code = "METHOD_NOT_ALLOWED" if exc.status_code == 405 else \
-                "NOT_FOUND" if exc.status_code == 404 else "BAD_REQUEST"
-            return Response(orjson.dumps({"errors": [{"message": exc.reason, "extensions": {"code": code}}]}),
+            code = getattr(exc, "code", None) or ("METHOD_NOT_ALLOWED" if exc.status_code == 405 else
+                                                  "NOT_FOUND" if exc.status_code == 404 else "BAD_REQUEST")
+            return Response(safe_json.dumps({"errors": [{"message": exc.reason, "extensions": {"code": code}}]}),
                             status_code=exc.status_code, media_type="application/json")
 
     async def parse_http_body(self, request: Any) -> Any:
@@ -102,6 +110,18 @@ class GatewayGraphQL(tracing.TracedOperations, GraphQL):   # a span per operatio
             raise HTTPException(400, "the request body must be a JSON object") from None
         except UnicodeDecodeError:
             raise HTTPException(400, "the request body must be UTF-8 JSON") from None
+
+    def decode_json(self, data: str | bytes) -> object:
+        """The POST body, and GET `variables` / `extensions`: nesting is bounded before
+        json.loads, whose recursion a deep enough text would exhaust."""
+        limit = self.state.config.limits.max_json_depth
+        problem = json_depth.nesting_problem(data, limit)
+        if problem == json_depth.TOO_DEEP:
+            raise CodedHTTPException(400, f"the JSON nests more than {limit} levels of objects and arrays",
+                                     ClientCode.MAX_JSON_DEPTH)
+        if problem is not None:
+            raise json.JSONDecodeError("unbalanced brackets", "", 0)   # strawberry answers: not JSON
+        return json.loads(data)
 
     async def execute_single(self, request: Any, request_adapter: Any, sub_response: Any, context: Any,
                              root_value: Any, request_data: Any) -> Any:
@@ -119,7 +139,7 @@ class GatewayGraphQL(tracing.TracedOperations, GraphQL):   # a span per operatio
                                             root_value=root_value, request_data=request_data)
 
     def encode_json(self, data: object) -> bytes:
-        return orjson.dumps(data)
+        return safe_json.dumps(data)   # messages may quote what the client sent, lone surrogates included
 
     def _handle_errors(self, errors: list[GraphQLError], response_data: Any) -> None:
         pass  # logged (without secrets or bodies) in process_result

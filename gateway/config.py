@@ -53,7 +53,11 @@ class LimitsConfig(_Model):
     max_root_fields: int = Field(10, ge=1)
     max_tokens: int = Field(2_000, ge=10)
     max_body_bytes: int = Field(100_000, ge=1_000)
+    # JSON nesting (objects and arrays) of the body and of GET `variables`/`extensions`,
+    # checked before parsing (gateway/json_depth.py)
+    max_json_depth: int = Field(32, ge=4, le=256)
     max_cost: int = Field(200, ge=1)           # estimated upstream calls: accounts x sources x pages
+    max_representations: int = Field(500, ge=1)   # federation `_entities` representations per operation
     rate_limit_per_s: float = Field(20.0, gt=0)   # per client key, token bucket...
     rate_limit_burst: int = Field(40, ge=1)       # ...of this size
 

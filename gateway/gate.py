@@ -11,10 +11,10 @@ import time
 import uuid
 from typing import Any
 
-import orjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
+from gateway import safe_json
 from gateway.auth import Authenticator, AuthError, presented_credential
 from gateway.errors import ClientCode
 from gateway.logging_setup import REQUEST_ID
@@ -28,7 +28,7 @@ SIMPLE_CONTENT_TYPES = ("text/plain", "application/x-www-form-urlencoded", "mult
 
 
 def error_response(code: str, message: str, status: int, headers: dict[str, str] | None = None) -> Response:
-    return Response(orjson.dumps({"errors": [{"message": message, "extensions": {"code": code}}]}),
+    return Response(safe_json.dumps({"errors": [{"message": message, "extensions": {"code": code}}]}),
                     status_code=status, media_type="application/json", headers=headers)
 
 

@@ -1,13 +1,17 @@
 """The strawberry schema. Types only: no I/O happens in this package."""
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Any
 
 import strawberry
 from strawberry.extensions import ParserCache
+from strawberry.federation.schema import FederationAny
 from strawberry.schema.config import StrawberryConfig
+from strawberry.types import Info
 
 from gateway.operation_limits import OperationLimits
+from schema import representations as entity_representations
 from schema import scalars
 from schema.execution import GatewayExecutionContext
 from schema.query import Query
@@ -22,6 +26,18 @@ class GatewaySchema(strawberry.federation.Schema):
         # Client mistakes are not server errors; unexpected exceptions are logged once, with
         # the request id, where the response is shaped (gateway.app). Nothing to log here.
         pass
+
+    @cached_property
+    def entity_types(self) -> frozenset[str]:
+        return frozenset(t.name for t in self._schema.get_type("_Entity").types)
+
+    def entities_resolver(self, info: Info, representations: list[FederationAny]) -> list[FederationAny]:
+        """Bad representations become BAD_USER_INPUT at their index (schema/representations.py);
+        strawberry resolves the others, in their places."""
+        checked = entity_representations.checked(representations, self.entity_types)
+        good = [r for r in checked if isinstance(r, dict)]
+        resolved = iter(super().entities_resolver(info, good) if good else [])
+        return [next(resolved) if isinstance(r, dict) else r for r in checked]  # type: ignore[misc]
 
 
 def build_schema() -> strawberry.Schema:
