@@ -10,10 +10,11 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Annotated, Any, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from gateway import config_checks as check
 from gateway.records import Source
 
 _VAR = re.compile(r"\$\{(file:[^}]+|[A-Za-z_][A-Za-z0-9_]*)\}")
@@ -44,6 +45,18 @@ class ServerConfig(_Model):
     # Objects completed by selection plans compiled per document (schema/plans.py); off,
     # graphql-core completes every object itself (same answers, slower).
     compiled_plans: bool = True
+    # Connections (gateway/connection_guard.py): a request's head and body must arrive within
+    # these; an idle keep-alive connection is closed after keep_alive_timeout_s; beyond
+    # max_connections open connections, new requests are answered 503.
+    header_timeout_s: float = Field(10.0, gt=0, le=3600)
+    body_timeout_s: float = Field(30.0, gt=0, le=3600)
+    keep_alive_timeout_s: float = Field(5.0, gt=0, le=3600)
+    max_connections: int = Field(1000, ge=1)
+    max_header_bytes: int = Field(64 * 1024, ge=1024, le=1024 * 1024)
+
+    _host = field_validator("host")(check.host)
+    _origins = field_validator("cors_origins")(lambda v: [check.origin(o) for o in v])
+    _headers = field_validator("csrf_required_headers")(lambda v: [check.header_name(h) for h in v])
 
 
 class LimitsConfig(_Model):
@@ -67,6 +80,18 @@ class PersistedQueriesConfig(_Model):
     manifest: str | None = None       # Apollo persisted-query manifest (JSON) of known operations
     safelist_only: bool = False       # refuse every operation that is not in the manifest
 
+    @field_validator("manifest")
+    @classmethod
+    def _manifest(cls, v: str | None) -> str | None:
+        if v is not None:
+            from gateway.persisted import load_manifest
+            check.readable_json(v, "manifest")
+            try:
+                load_manifest(v)
+            except (KeyError, TypeError, AttributeError):
+                raise ValueError('the manifest must be {"operations": [{"id": ..., "body": "query ..."}, ...]}') from None
+        return v
+
 
 class JwtConfig(_Model):
     hs256_secret: SecretStr | None = None
@@ -82,6 +107,17 @@ class JwtConfig(_Model):
         if (self.hs256_secret is None) == (self.jwks_file is None):
             raise ValueError("jwt needs exactly one of hs256_secret or jwks_file")
 
+    @field_validator("jwks_file")
+    @classmethod
+    def _jwks(cls, v: str | None) -> str | None:
+        if v is not None:
+            import jwt
+            try:
+                jwt.PyJWKSet.from_dict(check.readable_json(v, "JWKS file"))
+            except (jwt.PyJWTError, KeyError, TypeError, AttributeError):
+                raise ValueError("the JWKS file holds no usable key set") from None
+        return v
+
 
 class CacheConfig(_Model):
     enabled: bool = True
@@ -91,12 +127,21 @@ class CacheConfig(_Model):
     responses: bool = True
     responses_max_bytes: int = Field(64 * 1024 * 1024, ge=0)
 
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None:
+            check.redis_url(v.get_secret_value())
+        return v
+
 
 class ObservabilityConfig(_Model):
     """/metrics and optional OpenTelemetry tracing (gateway/metrics.py, gateway/tracing.py)."""
     metrics: bool = True                  # serve Prometheus metrics at /metrics
     otlp_endpoint: str | None = None      # OTLP/HTTP collector base URL; or OTEL_EXPORTER_OTLP_ENDPOINT
     service_name: str = "balance-gateway"
+
+    _otlp = field_validator("otlp_endpoint")(lambda v: v if v is None else check.http_url(v))
 
 
 class SourceConfig(_Model):
@@ -119,7 +164,7 @@ class SourceConfig(_Model):
     def _strip_slash(cls, v: str) -> str:
         if not v.startswith(("http://", "https://")):
             raise ValueError("base_url must be an http(s) URL")
-        return v.rstrip("/")
+        return check.http_url(v).rstrip("/")
 
 
 class CalicoSourceConfig(SourceConfig):
@@ -144,7 +189,9 @@ class CoboSourceConfig(SourceConfig):
 class DalpSourceConfig(SourceConfig):
     api_key: SecretStr | None = None   # used with an account's `wallet` override
     chain_id: str = "eip155:1"
-    base_currency: str = "USD"
+    base_currency: str = Field("USD", pattern=r"^[A-Za-z0-9]{2,12}$")
+
+    _chain = field_validator("chain_id")(check.caip2)
 
 
 class SourcesConfig(_Model):
@@ -172,19 +219,18 @@ class OneBalanceAccount(_Model):
     @field_validator("accounts")
     @classmethod
     def _caip10(cls, v: list[str]) -> list[str]:
-        for item in v:
-            if item.count(":") < 2:
-                raise ValueError("each OneBalance account must be CAIP-10 (namespace:reference:address)")
-        return v
+        return [check.caip10(item) for item in v]
 
 
 class CoboAccount(_Model):
-    wallet_uuids: list[str] = Field(min_length=1)
+    wallet_uuids: list[Annotated[str, Field(min_length=1)]] = Field(min_length=1)
 
 
 class DalpAccount(_Model):
     api_key: SecretStr | None = None            # the participant's own key
     wallet: str | None = None                   # or: filter[wallet] with the source-level key
+
+    _wallet = field_validator("wallet")(lambda v: v if v is None else check.evm_address(v))
 
     def model_post_init(self, _: Any) -> None:
         if (self.api_key is None) == (self.wallet is None):

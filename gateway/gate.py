@@ -74,7 +74,10 @@ class SecurityGate:
         CURRENT_LEDGER.set(ledger)
         try:
             if not self.reuse.enabled or scope["method"] not in ("GET", "POST"):
-                await self.app(scope, _capped(receive, limit), send)
+                try:
+                    await self.app(scope, _capped(receive, limit), send)
+                except ClientDisconnect:
+                    pass   # gone before its body arrived (or cut off by gateway/connection_guard.py)
             else:
                 body = await _read_body(receive, limit) if scope["method"] == "POST" else b""
                 headers = request.headers
