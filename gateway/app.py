@@ -31,8 +31,9 @@ from gateway.cache import build_cache
 from gateway.config import GatewayConfig
 from gateway.errors import ClientCode
 from gateway.gate import SecurityGate
-from gateway.graphiql import graphiql_html, graphiql_routes
+from gateway.graphiql import ASSETS_ROUTE, graphiql_page, graphiql_routes
 from gateway.http import make_http_client
+from gateway.http_headers import SecurityHeaders, slash_redirects
 from gateway.metrics import GatewayMetrics, RequestMetrics
 from gateway.persisted import PersistedQueries
 from gateway.ratelimit import RateLimiter
@@ -76,7 +77,7 @@ class GatewayGraphQL(tracing.TracedOperations, GraphQL):   # a span per operatio
                          allow_queries_via_get=True)
         self.state = state
         self.persisted = persisted
-        self._graphiql_html = graphiql_html(DEMO_KEY if state.config.demo else None)
+        self._graphiql = graphiql_page(DEMO_KEY if state.config.demo else None)
 
     async def get_context(self, request: Any, response: Any = None) -> RequestContext:
         deadline = Deadline.after(self.state.config.server.request_deadline_s)
@@ -90,7 +91,7 @@ class GatewayGraphQL(tracing.TracedOperations, GraphQL):   # a span per operatio
         return ctx
 
     async def render_graphql_ide(self, request: Request) -> HTMLResponse:
-        return HTMLResponse(self._graphiql_html)
+        return HTMLResponse(self._graphiql.html, headers=self._graphiql.headers)
 
     async def run(self, request: Any, context: Any = UNSET, root_value: Any = UNSET) -> Any:
         """Strawberry answers malformed HTTP (bad JSON, wrong method, batching) in plain text;
@@ -281,7 +282,9 @@ def create_app(config: GatewayConfig, *, extra_routes: list[BaseRoute] | None = 
     ]
     if config.observability.metrics:
         routes.append(Route("/metrics", metrics.endpoint, methods=["GET"]))
-    middleware = [Middleware(RequestMetrics, metrics=metrics)]   # observability: request durations
+    routes.extend(slash_redirects(routes))   # relative Location, not Starlette's Host-built one
+    middleware = [Middleware(RequestMetrics, metrics=metrics),   # observability: request durations
+                  Middleware(SecurityHeaders, cacheable_prefixes=(ASSETS_ROUTE,))]   # nosniff, no-store
     if config.server.cors_origins:
         middleware.append(Middleware(
             CORSMiddleware, allow_origins=config.server.cors_origins, allow_methods=["GET", "POST"],
@@ -289,6 +292,7 @@ def create_app(config: GatewayConfig, *, extra_routes: list[BaseRoute] | None = 
                            "x-apollo-operation-name", "x-request-id"],
             expose_headers=["x-request-id", "retry-after"], max_age=600))
     app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
+    app.router.redirect_slashes = False
     app.state.gateway = state
     return app
 
