@@ -89,7 +89,7 @@ class PersistedQueriesConfig(_Model):
             try:
                 load_manifest(v)
             except (KeyError, TypeError, AttributeError):
-                raise ValueError('the manifest must be {"operations": [{"id": ..., "body": "query ..."}, ...]}') from None
+                raise ValueError('the manifest must be {"operations": [{"id": ..., "body": "query ..."}]}') from None
         return v
 
 

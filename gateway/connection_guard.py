@@ -13,8 +13,9 @@ are uvicorn's own (httptools, or h11 when httptools is missing) with three more 
 
 A request over a deadline is answered `408` (over the size, `431`) with a GraphQL-shaped
 JSON body when nothing else is being answered on the connection, and the connection is
-closed; a connection that never sends a byte is closed without an answer. The protocols see only what uvicorn's parsers report: a new request cycle once a
-head is complete, and whether its body is still coming (`cycle.more_body`).
+closed; a connection that never sends a byte is closed without an answer. The protocols
+see only what uvicorn's parsers report: a new request cycle once a head is complete, and
+whether its body is still coming (`cycle.more_body`).
 """
 from __future__ import annotations
 

@@ -15,13 +15,13 @@ import re
 _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 
+TOO_DEEP = "too deep"
+UNBALANCED = "unbalanced"
+
 
 @functools.lru_cache(maxsize=8)
 def _openers(count: int) -> re.Pattern[bytes]:
     return re.compile(rb"[\[{]{%d}" % count)
-
-TOO_DEEP = "too deep"
-UNBALANCED = "unbalanced"
 
 
 def nesting_problem(text: str | bytes, limit: int) -> str | None:

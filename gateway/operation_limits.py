@@ -2,9 +2,9 @@
 over-limit request never reaches a resolver or an upstream.
 
 Codes: MAX_DEPTH_LIMIT, MAX_ALIASES_LIMIT, MAX_ROOT_FIELDS_LIMIT, MAX_TOKENS_LIMIT,
-MAX_REPRESENTATIONS_LIMIT, COST_ESTIMATED_TOO_EXPENSIVE, INTROSPECTION_DISABLED. The cost is counted the way the
-gateway spends: upstream calls, estimated as (accounts read) x (their upstream
-identities), plus history pages.
+MAX_REPRESENTATIONS_LIMIT, COST_ESTIMATED_TOO_EXPENSIVE, INTROSPECTION_DISABLED. The cost
+is counted the way the gateway spends: upstream calls, estimated as (accounts read) x
+(their upstream identities), plus history pages.
 """
 from __future__ import annotations
 

@@ -47,4 +47,5 @@ def dumps(value: Any, default: Callable[[Any], Any] | None = None) -> bytes:
     try:
         return orjson.dumps(value, default=default)
     except orjson.JSONEncodeError:
-        return orjson.dumps(_scrubbed(value), default=default and (lambda v: _scrubbed(default(v))))
+        scrubbing = None if default is None else (lambda v: _scrubbed(default(v)))   # what default makes, too
+        return orjson.dumps(_scrubbed(value), default=scrubbing)
