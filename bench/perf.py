@@ -503,7 +503,7 @@ def phase_alternative(b: Bench) -> None:
             f"on these machines, every request\nthe same account, with its default de-duplication of identical "
             f"upstream requests in flight. `one account, no coalescing`:\nthe same work, `[server] coalesce_identical = "
             f"false`: every request executed, only reads in flight shared (the target);\n`one account`: the default "
-            f"config, where identical requests in flight execute once (gateway/reuse.py);\n`rotating`: a stricter "
+            f"config, where identical requests in flight execute once (gateway/policy/response_reuse.py);\n`rotating`: a stricter "
             f"workload than the reference, each request a different account, nothing shared.")
     table(THROUGHPUT_HEADER, [throughput_row("rotating accounts", rotating), throughput_row("one account", same),
                               throughput_row("one account, no coalescing", solo)])
@@ -524,7 +524,7 @@ def phase_alternative(b: Bench) -> None:
 def gateway_config(world: World, sims_url: str, *, cache: bool, keep: bool = True, coalesce: bool = True) -> dict[str, Any]:
     """`keep`: whole responses kept for identical requests (gateway/policy/kept_responses.py); off, a cached
     request is still answered from the memo of normalized reads but executed every time.
-    `coalesce`: identical requests in flight together execute once (gateway/reuse.py)."""
+    `coalesce`: identical requests in flight together execute once (gateway/policy/response_reuse.py)."""
     raw = world.config_dict(
         sims_url, server={"request_deadline_s": 10.0, "coalesce_identical": coalesce},
         cache={"enabled": cache, "responses": keep},

@@ -12,12 +12,13 @@ import tomllib
 from pathlib import Path
 from typing import Any, Callable, Mapping, TypeVar
 
-from pydantic import Field, SecretStr, ValidationError, create_model
+from pydantic import Field, SecretStr, ValidationError, create_model, field_validator
 
 from gateway.sources.catalog import SPECS, Source
 from gateway.sources.spec import SourceSpec
 from gateway.support.strict_model import StrictModel
 from gateway.upstream.source_config import SourceConfig
+from gateway.support import config_checks as check
 
 _VAR = re.compile(r"\$\{(file:[^}]+|[A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -52,11 +53,23 @@ class ServerConfig(_Model):
     csrf_prevention: bool = True
     csrf_required_headers: list[str] = ["x-apollo-operation-name", "apollo-require-preflight",
                                         "authorization", "x-api-key"]
-    # A request identical to one still running waits for that one's answer (gateway/reuse.py).
+    # A request identical to one still running waits for that one's answer (gateway/policy/response_reuse.py).
     coalesce_identical: bool = True
     # Objects completed by selection plans compiled per document (schema/plans.py); off,
     # graphql-core completes every object itself (same answers, slower).
     compiled_plans: bool = True
+    # Connections (gateway/server/connection_guard.py): a request's head and body must arrive within
+    # these; an idle keep-alive connection is closed after keep_alive_timeout_s; beyond
+    # max_connections open connections, new requests are answered 503.
+    header_timeout_s: float = Field(10.0, gt=0, le=3600)
+    body_timeout_s: float = Field(30.0, gt=0, le=3600)
+    keep_alive_timeout_s: float = Field(5.0, gt=0, le=3600)
+    max_connections: int = Field(1000, ge=1)
+    max_header_bytes: int = Field(64 * 1024, ge=1024, le=1024 * 1024)
+
+    _host = field_validator("host")(check.host)
+    _origins = field_validator("cors_origins")(lambda v: [check.origin(o) for o in v])
+    _headers = field_validator("csrf_required_headers")(lambda v: [check.header_name(h) for h in v])
 
 
 class LimitsConfig(_Model):
@@ -66,7 +79,11 @@ class LimitsConfig(_Model):
     max_root_fields: int = Field(10, ge=1)
     max_tokens: int = Field(2_000, ge=10)
     max_body_bytes: int = Field(100_000, ge=1_000)
+    # JSON nesting (objects and arrays) of the body and of GET `variables`/`extensions`,
+    # checked before parsing (gateway/policy/json_depth.py)
+    max_json_depth: int = Field(32, ge=4, le=256)
     max_cost: int = Field(200, ge=1)           # estimated upstream calls: accounts x sources x pages
+    max_representations: int = Field(500, ge=1)   # federation `_entities` representations per operation
     # Token bucket per credential; what these defaults allow and stop: docs/CONFIG.md [limits].
     rate_limit_per_s: float = Field(50.0, gt=0)   # per account key or JWT subject: refill rate...
     rate_limit_burst: int = Field(300, ge=1)      # ...and bucket size
@@ -78,6 +95,17 @@ class PersistedQueriesConfig(_Model):
     apq: bool = True                  # Automatic Persisted Queries (hash first, query on a miss)
     manifest: str | None = None       # Apollo persisted-query manifest (JSON) of known operations
     safelist_only: bool = False       # refuse every operation that is not in the manifest
+
+    @field_validator("manifest")
+    @classmethod
+    def _manifest(cls, v: str | None) -> str | None:
+        if v is not None:
+            data = check.readable_json(v, "manifest")
+            operations = data.get("operations", []) if isinstance(data, dict) else None
+            if not isinstance(operations, list) or not all(
+                    isinstance(op, dict) and isinstance(op.get("body"), str) for op in operations):
+                raise ValueError('the manifest must be {"operations": [{"id": ..., "body": "query ..."}]}')
+        return v
 
 
 class JwtConfig(_Model):
@@ -94,6 +122,17 @@ class JwtConfig(_Model):
         if (self.hs256_secret is None) == (self.jwks_file is None):
             raise ValueError("jwt needs exactly one of hs256_secret or jwks_file")
 
+    @field_validator("jwks_file")
+    @classmethod
+    def _jwks(cls, v: str | None) -> str | None:
+        if v is not None:
+            import jwt
+            try:
+                jwt.PyJWKSet.from_dict(check.readable_json(v, "JWKS file"))
+            except (jwt.PyJWTError, KeyError, TypeError, AttributeError):
+                raise ValueError("the JWKS file holds no usable key set") from None
+        return v
+
 
 class CacheConfig(_Model):
     enabled: bool = True
@@ -103,12 +142,21 @@ class CacheConfig(_Model):
     responses: bool = True
     responses_max_bytes: int = Field(64 * 1024 * 1024, ge=0)
 
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None:
+            check.redis_url(v.get_secret_value())
+        return v
+
 
 class ObservabilityConfig(_Model):
-    """/metrics and optional OpenTelemetry tracing (gateway/metrics.py, gateway/tracing.py)."""
+    """/metrics and optional OpenTelemetry tracing (gateway/observability/metrics.py, gateway/observability/tracing.py)."""
     metrics: bool = True                  # serve Prometheus metrics at /metrics
     otlp_endpoint: str | None = None      # OTLP/HTTP collector base URL; or OTEL_EXPORTER_OTLP_ENDPOINT
     service_name: str = "balance-gateway"
+
+    _otlp = field_validator("otlp_endpoint")(lambda v: v if v is None else check.http_url(v))
 
 
 @_with_source_blocks(lambda spec: spec.source_config)

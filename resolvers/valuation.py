@@ -63,7 +63,7 @@ class ValuedAccounts:
     Requests that share a read (resolvers.accounts.fetch_account) or find it in the memo
     (Upstream.recall) hold copies of one SourceFetch whose record lists are the same objects;
     valuing and indexing them is then done once, not once per request. Entries are kept by
-    those lists' identities (gateway/by_identity.py). What is returned is shared: like the
+    those lists' identities (gateway/support/by_identity.py). What is returned is shared: like the
     fetched records, never mutated by consumers."""
 
     def __init__(self, maxsize: int = 512):

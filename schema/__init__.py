@@ -1,13 +1,17 @@
 """The strawberry schema. Types only: no I/O happens in this package."""
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Any
 
 import strawberry
 from strawberry.extensions import ParserCache
+from strawberry.federation.schema import FederationAny
 from strawberry.schema.config import StrawberryConfig
+from strawberry.types import Info
 
 from gateway.engine.operation_limits import OperationLimits
+from resolvers import representations as entity_representations
 from schema import scalars
 from gateway.engine.execution import GatewayExecutionContext
 from schema.query import Query
@@ -20,8 +24,20 @@ FEDERATION_VERSION = "2.7"   # the spec linked in the SDL; composes with @apollo
 class GatewaySchema(strawberry.federation.Schema):
     def process_errors(self, errors: list, execution_context: Any = None) -> None:
         # Client mistakes are not server errors; unexpected exceptions are logged once, with
-        # the request id, where the response is shaped (gateway.app). Nothing to log here.
+        # the request id, where the response is shaped (gateway/server/app.py). Nothing to log here.
         pass
+
+    @cached_property
+    def entity_types(self) -> frozenset[str]:
+        return frozenset(t.name for t in self._schema.get_type("_Entity").types)
+
+    def entities_resolver(self, info: Info, representations: list[FederationAny]) -> list[FederationAny]:
+        """Bad representations become BAD_USER_INPUT at their index (schema/representations.py);
+        strawberry resolves the others, in their places."""
+        checked = entity_representations.checked(representations, self.entity_types)
+        good = [r for r in checked if isinstance(r, dict)]
+        resolved = iter(super().entities_resolver(info, good) if good else [])
+        return [next(resolved) if isinstance(r, dict) else r for r in checked]  # type: ignore[misc]
 
 
 def build_schema() -> strawberry.Schema:

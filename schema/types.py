@@ -1,4 +1,4 @@
-"""The public object types. Field sources are the plain records of gateway.records and
+"""The public object types. Field sources are the plain records of gateway.domain.records and
 resolvers/ (matching attribute names), so no per-field wrapping; methods delegate to resolvers/."""
 from __future__ import annotations
 

@@ -4,7 +4,9 @@ The demo gateway serves /graphql; the test opens it as a person would, runs the 
 queries with the ▶ button and reads the result panel. Outside loopback nothing may load,
 so the page must work from the gateway's own assets. These tests fail (never skip) when
 Chromium, Playwright or the assets are missing: CI installs all three.
-Screenshots: /tmp/graphiql.png (local assets), /tmp/graphiql-cdn.png (CDN fallback).
+Both run under the page's Content-Security-Policy: a blocked script, style or request is a
+console error, which fails them. Screenshots: /tmp/graphiql.png (local assets),
+/tmp/graphiql-cdn.png (CDN fallback).
 """
 from __future__ import annotations
 
@@ -127,7 +129,9 @@ def test_graphiql_runs_the_portfolio_example_from_the_gateways_own_assets(browse
         with Visit(browser) as visit:
             page = visit.page
             with page.expect_response(_is_introspection, timeout=30_000) as introspection:
-                page.goto(server.url + "/graphql")
+                loaded = page.goto(server.url + "/graphql")
+            # It all works under the page's policy (a violation would be a console error below).
+            assert "frame-ancestors 'none'" in loaded.headers["content-security-policy"]
             # Docs, autocompletion and linting all need the schema from this query.
             answer = introspection.value.json()
             assert "errors" not in answer, f"GraphiQL's introspection query was refused: {answer['errors']}"
@@ -170,7 +174,8 @@ def test_without_local_assets_the_page_says_it_uses_the_cdn_and_still_works(brow
     with server:
         with Visit(browser, serve_cdn_locally=True) as visit:
             page = visit.page
-            page.goto(server.url + "/graphql")
+            loaded = page.goto(server.url + "/graphql")
+            assert f"script-src {graphiql.CDN} 'sha256-" in loaded.headers["content-security-policy"]
             banner = page.locator("#graphiql-cdn-banner")
             assert banner.is_visible() and "CDN" in banner.inner_text()
             assert graphiql.SETUP_COMMAND in banner.inner_text()

@@ -106,7 +106,19 @@ def _materialize(text: str, tmp_path: Path) -> tuple[str, dict[str, str]]:
             text = text.replace("${" + ref + "}", "${file:" + str(target) + "}")
         else:
             env[ref] = _dummy(ref)
+    # Files the config reads at load (the JWKS, the persisted-query manifest): valid dummies.
+    for option, path in dict.fromkeys(_READ_FILES.findall(text)):
+        target = tmp_path / "files" / path.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(_DUMMY_JWKS if option == "jwks_file" else {"operations": []}))
+        text = text.replace(f'"{path}"', f'"{target}"')
     return text, env
+
+
+_READ_FILES = re.compile(r'^\s*(jwks_file|manifest)\s*=\s*"([^"$]+)"', re.M)
+_DUMMY_JWKS = {"keys": [{"kty": "EC", "crv": "P-256", "kid": "doc", "use": "sig",
+                         "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+                         "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]}
 
 
 def _valid(text: str, tmp_path: Path) -> GatewayConfig:

@@ -89,6 +89,9 @@ def _query(http: httpx.Client, key: str, variables: dict) -> dict:
     return body["data"]["viewer"]
 
 
+DEMO_AUTH = {"authorization": "Bearer demo-key"}   # the demo's simulator control routes need it
+
+
 def test_seventh_source_holdings_come_back_exact_over_http(demo_with_seventh):
     viewer = _query(demo_with_seventh, "demo-key", {"s": ["ZEPHYR"]})
     assert viewer["wallets"] == [{"source": "ZEPHYR", "kind": "CUSTODIAL", "label": "Zephyr vault v-demo"}]
@@ -116,11 +119,12 @@ def test_seventh_source_sits_beside_the_others_and_fails_on_its_own(demo_with_se
     assert {w["source"] for w in everything["wallets"]} == {"CALICO", "CRYPTOFUSE", "ONEBALANCE", "COBO", "DALP",
                                                            "ZEPHYR"}
     # Its simulator is steered like any other (ControlledApp under /_sim/zephyr).
-    assert http.post("/_sim/zephyr/_control/faults", json={"kind": "status", "status": 503}).status_code < 300
+    assert http.post("/_sim/zephyr/_control/faults", json={"kind": "status", "status": 503},
+                     headers=DEMO_AUTH).status_code < 300
     try:
         body = _post(http, "user-0002-key", {"s": None})
     finally:
-        http.delete("/_sim/zephyr/_control/faults")
+        http.delete("/_sim/zephyr/_control/faults", headers=DEMO_AUTH)
     assert body["errors"] == [{"message": "Zephyr is unavailable (HTTP 503)",
                                "extensions": {"code": "UPSTREAM_UNAVAILABLE", "source": "ZEPHYR",
                                               "account": "user-0002"}}]

@@ -1,4 +1,4 @@
-"""Upstream._http over real HTTP, through both lanes of gateway/http.py.
+"""Upstream._http over real HTTP, through both lanes of gateway/upstream/http.py.
 
 The gateway's own client sends on its aiohttp session directly (DirectLane); any other httpx
 client goes through httpx (HttpxLane). Both keep the URL httpx built for (url, params). These

@@ -22,6 +22,7 @@ class ClientCode(str, Enum):
     FORBIDDEN = "FORBIDDEN"
     NOT_FOUND = "NOT_FOUND"
     INTERNAL = "INTERNAL_SERVER_ERROR"
+    MAX_JSON_DEPTH = "MAX_JSON_DEPTH_LIMIT"   # refused at the door: the body or a GET parameter nests too deeply
 
 
 class UpstreamError(Exception):

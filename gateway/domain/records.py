@@ -145,7 +145,7 @@ class HoldingRecord:
 
 @dataclass(frozen=True, slots=True)
 class SourceError:
-    code: str               # one of gateway.errors.UpstreamCode
+    code: str               # one of gateway.domain.errors.UpstreamCode
     message: str            # written by us: never an upstream body or a credential
 
 

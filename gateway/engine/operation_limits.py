@@ -2,9 +2,9 @@
 over-limit request never reaches a resolver or an upstream.
 
 Codes: MAX_DEPTH_LIMIT, MAX_ALIASES_LIMIT, MAX_ROOT_FIELDS_LIMIT, MAX_TOKENS_LIMIT,
-COST_ESTIMATED_TOO_EXPENSIVE, INTROSPECTION_DISABLED. The cost is counted the way the
-gateway spends: upstream calls, estimated as (accounts read) x (their upstream
-identities), plus history pages.
+MAX_REPRESENTATIONS_LIMIT, COST_ESTIMATED_TOO_EXPENSIVE, INTROSPECTION_DISABLED. The cost
+is counted the way the gateway spends: upstream calls, estimated as (accounts read) x
+(their upstream identities), plus history pages.
 """
 from __future__ import annotations
 
@@ -148,6 +148,11 @@ def _entity_account(representation: Any, caller: str | None) -> str | None:
     return caller
 
 
+def _count(value: Any) -> int:
+    """Items of a list argument (GraphQL reads a single value as a list of one)."""
+    return len(value) if isinstance(value, list) else int(value is not None)
+
+
 def _reject(code: str, message: str, **extensions: Any) -> ExecutionResult:
     return ExecutionResult(data=None, errors=[GraphQLError(message, extensions={"code": code, **extensions})])
 
@@ -194,6 +199,11 @@ class OperationLimits(SchemaExtension):
         if shape.root_fields > limits.max_root_fields:
             return _reject("MAX_ROOT_FIELDS_LIMIT",
                            f"the operation has {shape.root_fields} root fields; the limit is {limits.max_root_fields}")
+        representations = sum(_count(args.get("representations")) for name, args, _, _ in shape.roots
+                              if name == "_entities")
+        if representations > limits.max_representations:
+            return _reject("MAX_REPRESENTATIONS_LIMIT", f"the operation sends {representations} `_entities` "
+                           f"representations; the limit is {limits.max_representations}")
         cost = estimate_cost(shape, ctx)
         if cost > limits.max_cost:
             return _reject("COST_ESTIMATED_TOO_EXPENSIVE",

@@ -4,7 +4,7 @@ strawberry's ValidationCache keeps them in an lru_cache keyed by (schema, docume
 rules), and a DocumentNode's hash walks its whole AST: every request paid a full walk
 of its document (~3% of a deep query) just to find its entry. ParserCache hands every
 request with the same text the same DocumentNode object, so here the key is that
-object's identity (gateway/by_identity.py).
+object's identity (gateway/support/by_identity.py).
 """
 from __future__ import annotations
 

@@ -1,12 +1,14 @@
 """Process logging: one JSON object per line (default) or plain text, with the request id.
 
-SecurityGate (gateway/gate.py) puts each request's id (the one echoed in `x-request-id`) into `REQUEST_ID`;
+SecurityGate (gateway/server/gate.py) puts each request's id (the one echoed in `x-request-id`) into `REQUEST_ID`;
 contextvars follow the request into the tasks it spawns (dataloader batches, upstream
 reads), so every line logged on its behalf carries the id.
 
 JSON fields: time (UTC, ms), level, logger, message, and when known request_id, trace_id
 and span_id; an exception adds `exc_type` and `exc` (the traceback). Messages are what the
-code logged: gateway code never logs a credential or an upstream body.
+code logged: gateway code never logs a credential or an upstream body. A message quoting
+what a client sent is still one valid line: JSON lines go through gateway/support/safe_json.py
+(lone surrogates replaced), text lines have their control characters escaped.
 """
 from __future__ import annotations
 
@@ -16,9 +18,9 @@ import sys
 from datetime import datetime, timezone
 from typing import IO
 
-import orjson
 
 from gateway.observability import tracing
+from gateway.support import safe_json
 
 REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 
@@ -53,7 +55,15 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info and record.exc_info[0] is not None:
             entry["exc_type"] = record.exc_info[0].__name__
             entry["exc"] = self.formatException(record.exc_info)
-        return orjson.dumps(entry, default=str).decode()
+        return safe_json.dumps(entry, default=str).decode()
+
+
+class TextFormatter(logging.Formatter):
+    """TEXT_FORMAT, with the message on one line whatever it quotes (a traceback follows on its own lines)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = safe_json.one_line(record.message)
+        return super().formatMessage(record)
 
 
 def make_handler(fmt: str = "json", stream: IO[str] | None = None) -> logging.Handler:
@@ -62,7 +72,7 @@ def make_handler(fmt: str = "json", stream: IO[str] | None = None) -> logging.Ha
         raise ValueError(f"log format must be one of {', '.join(LOG_FORMATS)}")
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.addFilter(RequestContextFilter())
-    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter(TEXT_FORMAT))
     return handler
 
 

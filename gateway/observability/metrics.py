@@ -71,7 +71,7 @@ class GatewayMetrics:
             "apollo.router.overhead).", buckets=OVERHEAD_BUCKETS, registry=r)
         self.response_cache_total = Counter(
             "balance_gateway_response_cache_total",
-            "Whole responses (gateway/reuse.py): hit (a kept answer sent again), coalesced (the answer of an "
+            "Whole responses (gateway/policy/response_reuse.py): hit (a kept answer sent again), coalesced (the answer of an "
             "identical request running at the same time), stored (run and kept), miss (run, not kept).",
             ["result"], registry=r)
         self.graphql_errors = Counter(

@@ -24,7 +24,9 @@ MAX_LOCAL = 10_000
 
 
 def sha256_hex(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
+    # surrogatepass: a query holding a lone surrogate (a `\ud800` escape in the JSON body)
+    # still hashes, to a hash no well-formed client text can have.
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,10 +10,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import gc
+import json
 import logging
 from typing import Any
 
-import orjson
 from cross_web import HTTPException
 from graphql import GraphQLError
 from starlette.applications import Starlette
@@ -27,11 +27,14 @@ from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET
 
 from gateway.observability import tracing
+from gateway.policy import json_depth
+from gateway.support import safe_json
 from gateway.upstream.response_cache import build_cache
 from gateway.config import GatewayConfig
 from gateway.domain.errors import ClientCode
 from gateway.server.gate import SecurityGate
-from gateway.server.graphiql import graphiql_html, graphiql_routes
+from gateway.server.graphiql import ASSETS_ROUTE, graphiql_page, graphiql_routes
+from gateway.server.http_headers import SecurityHeaders, slash_redirects
 from gateway.upstream.http import make_http_client
 from gateway.observability.metrics import GatewayMetrics, RequestMetrics
 from gateway.policy.persisted_queries import PersistedQueries
@@ -60,6 +63,14 @@ def _response_media_type(request: Request) -> str:
     return GRAPHQL_RESPONSE_JSON if preferred != -1 and (legacy == -1 or preferred < legacy) else "application/json"
 
 
+class CodedHTTPException(HTTPException):
+    """A malformed HTTP request answered with its own `extensions.code` (not BAD_REQUEST)."""
+
+    def __init__(self, status_code: int, reason: str, code: ClientCode):
+        super().__init__(status_code, reason)
+        self.code = code.value
+
+
 class GatewayGraphQL(tracing.TracedOperations, GraphQL):   # a span per operation when tracing is on
     """Strawberry's ASGI view with our context, error shapes, JSON encoder and GraphiQL page."""
 
@@ -68,7 +79,7 @@ class GatewayGraphQL(tracing.TracedOperations, GraphQL):   # a span per operatio
                          allow_queries_via_get=True)
         self.state = state
         self.persisted = persisted
-        self._graphiql_html = graphiql_html(DEMO_KEY if state.config.demo else None)
+        self._graphiql = graphiql_page(DEMO_KEY if state.config.demo else None)
 
     async def get_context(self, request: Any, response: Any = None) -> RequestContext:
         deadline = Deadline.after(self.state.config.server.request_deadline_s)
@@ -82,7 +93,7 @@ class GatewayGraphQL(tracing.TracedOperations, GraphQL):   # a span per operatio
         return ctx
 
     async def render_graphql_ide(self, request: Request) -> HTMLResponse:
-        return HTMLResponse(self._graphiql_html)
+        return HTMLResponse(self._graphiql.html, headers=self._graphiql.headers)
 
     async def run(self, request: Any, context: Any = UNSET, root_value: Any = UNSET) -> Any:
         """Strawberry answers malformed HTTP (bad JSON, wrong method, batching) in plain text;
@@ -90,9 +101,9 @@ class GatewayGraphQL(tracing.TracedOperations, GraphQL):   # a span per operatio
         try:
             return await super().run(request, context, root_value)
         except HTTPException as exc:
-            code = "METHOD_NOT_ALLOWED" if exc.status_code == 405 else \
-                "NOT_FOUND" if exc.status_code == 404 else "BAD_REQUEST"
-            return Response(orjson.dumps({"errors": [{"message": exc.reason, "extensions": {"code": code}}]}),
+            code = getattr(exc, "code", None) or ("METHOD_NOT_ALLOWED" if exc.status_code == 405 else
+                                                  "NOT_FOUND" if exc.status_code == 404 else "BAD_REQUEST")
+            return Response(safe_json.dumps({"errors": [{"message": exc.reason, "extensions": {"code": code}}]}),
                             status_code=exc.status_code, media_type="application/json")
 
     async def parse_http_body(self, request: Any) -> Any:
@@ -102,6 +113,18 @@ class GatewayGraphQL(tracing.TracedOperations, GraphQL):   # a span per operatio
             raise HTTPException(400, "the request body must be a JSON object") from None
         except UnicodeDecodeError:
             raise HTTPException(400, "the request body must be UTF-8 JSON") from None
+
+    def decode_json(self, data: str | bytes) -> object:
+        """The POST body, and GET `variables` / `extensions`: nesting is bounded before
+        json.loads, whose recursion a deep enough text would exhaust."""
+        limit = self.state.config.limits.max_json_depth
+        problem = json_depth.nesting_problem(data, limit)
+        if problem == json_depth.TOO_DEEP:
+            raise CodedHTTPException(400, f"the JSON nests more than {limit} levels of objects and arrays",
+                                     ClientCode.MAX_JSON_DEPTH)
+        if problem is not None:
+            raise json.JSONDecodeError("unbalanced brackets", "", 0)   # strawberry answers: not JSON
+        return json.loads(data)
 
     async def execute_single(self, request: Any, request_adapter: Any, sub_response: Any, context: Any,
                              root_value: Any, request_data: Any) -> Any:
@@ -119,7 +142,7 @@ class GatewayGraphQL(tracing.TracedOperations, GraphQL):   # a span per operatio
                                             root_value=root_value, request_data=request_data)
 
     def encode_json(self, data: object) -> bytes:
-        return orjson.dumps(data)
+        return safe_json.dumps(data)   # messages may quote what the client sent, lone surrogates included
 
     def _handle_errors(self, errors: list[GraphQLError], response_data: Any) -> None:
         pass  # logged (without secrets or bodies) in process_result
@@ -264,7 +287,9 @@ def create_app(config: GatewayConfig, *, extra_routes: list[BaseRoute] | None = 
     ]
     if config.observability.metrics:
         routes.append(Route("/metrics", metrics.endpoint, methods=["GET"]))
-    middleware = [Middleware(RequestMetrics, metrics=metrics)]   # observability: request durations
+    routes.extend(slash_redirects(routes))   # relative Location, not Starlette's Host-built one
+    middleware = [Middleware(RequestMetrics, metrics=metrics),   # observability: request durations
+                  Middleware(SecurityHeaders, cacheable_prefixes=(ASSETS_ROUTE,))]   # nosniff, no-store
     if config.server.cors_origins:
         middleware.append(Middleware(
             CORSMiddleware, allow_origins=config.server.cors_origins, allow_methods=["GET", "POST"],
@@ -272,6 +297,7 @@ def create_app(config: GatewayConfig, *, extra_routes: list[BaseRoute] | None = 
                            "x-apollo-operation-name", "x-request-id"],
             expose_headers=["x-request-id", "retry-after", "ratelimit", "ratelimit-policy"], max_age=600))
     app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
+    app.router.redirect_slashes = False
     app.state.gateway = state
     return app
 

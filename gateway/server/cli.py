@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from typing import Any
@@ -37,7 +38,8 @@ def worker_app() -> Any:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from gateway.config import ConfigError, load_config
+    from gateway.config import ConfigError, ServerConfig, load_config
+    from gateway.server.connection_guard import uvicorn_options
 
     config_path = args.config or os.environ.get("GATEWAY_CONFIG")
     if config_path:
@@ -46,24 +48,40 @@ def _serve(args: argparse.Namespace) -> int:
         except ConfigError as exc:
             print(f"balance-gateway: {exc}", file=sys.stderr)
             return 2
+        server = config.server
         host = args.host or config.server.host
         port = args.port if args.port is not None else config.server.port
     else:
+        from gateway.server.demo import is_loopback
+        server = ServerConfig()
         host = args.host or "127.0.0.1"
         port = args.port if args.port is not None else 8000
+        if not is_loopback(host) and not args.allow_remote_demo:
+            # The demo has a public key, open GraphiQL and the simulators' fault injection.
+            print(f"balance-gateway: the demo listens on loopback only; --host {host} is not a loopback "
+                  f"address (add --allow-remote-demo to serve it there anyway)", file=sys.stderr)
+            return 2
         print(f"Balance Gateway demo: GraphiQL at http://{host}:{port}/graphql "
               f"(header Authorization: Bearer demo-key)", flush=True)
     # log_config=None: uvicorn's own loggers propagate to the root handler set up in main().
     # On SIGTERM uvicorn stops accepting, lets requests in flight finish (up to the
     # graceful timeout), then runs the app's shutdown (closing upstream pools and Redis).
+    # The [server] connection limits: read deadlines, keep-alive, the connection cap.
     options = dict(host=host, port=port, log_level=args.log_level, access_log=False, log_config=None,
-                   timeout_graceful_shutdown=args.graceful_timeout)
+                   timeout_graceful_shutdown=args.graceful_timeout, **uvicorn_options(server))
     if args.workers > 1:
         os.environ[_WORKER_ENV] = json.dumps({"config": config_path, "host": host, "port": port,
                                               "log_format": args.log_format, "log_level": args.log_level})
         uvicorn.run("gateway.server.cli:worker_app", factory=True, workers=args.workers, **options)
     else:
-        uvicorn.run(_build_app(config_path, host, port), **options)
+        try:
+            app = _build_app(config_path, host, port)
+        except Exception as exc:   # a value the config checks let through: still no traceback
+            logging.getLogger("gateway.cli").debug("building the app failed", exc_info=True)
+            print(f"balance-gateway: cannot start with this config ({type(exc).__name__} while building the app; "
+                  f"run with --log-level debug for details)", file=sys.stderr)
+            return 2
+        uvicorn.run(app, **options)
     return 0
 
 
@@ -114,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
                        help="worker processes (default 1; $GATEWAY_WORKERS)")
     serve.add_argument("--graceful-timeout", type=float, default=10.0,
                        help="seconds to let requests in flight finish on shutdown (default 10)")
+    serve.add_argument("--allow-remote-demo", action="store_true",
+                       help="let the demo (no config) listen on a non-loopback --host")
     serve.add_argument("--log-format", choices=LOG_FORMATS, default=os.environ.get("GATEWAY_LOG_FORMAT", "json"),
                        help="json: one JSON object per line with request_id (default; $GATEWAY_LOG_FORMAT); text")
     serve.set_defaults(func=_serve)

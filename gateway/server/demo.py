@@ -2,20 +2,63 @@
 
 The simulators answer under `/_sim/<source>` on the gateway's own port, so the gateway's
 upstream calls are genuine HTTP round trips on loopback, exactly as with real upstreams.
+Their upstream routes take the simulated upstream credentials, as the real ones would;
+their control routes (`/_sim/<source>/_control/*`: fault injection, latency, call logs)
+also need the demo key. `serve` keeps the demo on loopback unless told otherwise
+(gateway/server/cli.py `--allow-remote-demo`).
 """
 from __future__ import annotations
 
-from starlette.applications import Starlette
+import hmac
+import ipaddress
+from typing import Any
 
-from gateway.server.app import create_app
+from starlette.applications import Starlette
+from starlette.datastructures import Headers
+from starlette.routing import Mount
+
 from gateway.config import LimitsConfig, ServerConfig
+from gateway.policy.auth import presented_credential
+from gateway.server.app import DEMO_KEY, create_app
 from gateway.simulation.world import World
+from gateway.support import safe_json
 
 SIM_PREFIX = "/_sim"
 # The demo's own per-key limit, set here rather than inherited from the defaults: it is
 # tried with GraphiQL, conformance suites and quick loops, against simulators with no
 # upstream quota to protect; a tight loop still meets 429 (docs/CONFIG.md [limits]).
 DEMO_LIMITS = {"rate_limit_per_s": 100.0, "rate_limit_burst": 600}
+CONTROL = "/_control/"
+
+
+def is_loopback(host: str) -> bool:
+    """Whether listening on `host` keeps the server to this machine ("" and 0.0.0.0 do not)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class ControlNeedsDemoKey:
+    """A simulator's app whose control routes answer only a caller presenting the demo key."""
+
+    def __init__(self, app: Any):
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and CONTROL in scope.get("path", ""):
+            credential = presented_credential(Headers(scope=scope)) or ""
+            if not hmac.compare_digest(credential.encode("utf-8", "surrogatepass"), DEMO_KEY.encode()):
+                body = safe_json.dumps({"errors": [{"message": "the simulator control routes need the demo key",
+                                                    "extensions": {"code": "UNAUTHENTICATED"}}]})
+                await send({"type": "http.response.start", "status": 401,
+                            "headers": [(b"content-type", b"application/json"),
+                                        (b"www-authenticate", b'Bearer realm="balance-gateway-demo"')]})
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)
 
 
 def demo_app(host: str, port: int, *, extra_accounts: int = 3) -> Starlette:
@@ -24,4 +67,5 @@ def demo_app(host: str, port: int, *, extra_accounts: int = 3) -> Starlette:
     root = f"http://{call_host}:{port}{SIM_PREFIX}"
     config = world.gateway_config(root, server=ServerConfig(host=host, port=port, graphiql=True, introspection=True),
                                   limits=LimitsConfig(**DEMO_LIMITS), demo=True)
-    return create_app(config, extra_routes=world.mounts(SIM_PREFIX))
+    mounts = [Mount(m.path, app=ControlNeedsDemoKey(m.app)) for m in world.mounts(SIM_PREFIX)]
+    return create_app(config, extra_routes=mounts)

@@ -3,7 +3,7 @@
 In order: request id → GraphiQL page (public) → body size → CSRF prevention → who is
 calling (API key or JWT) → per-client rate limit (its RateLimit headers go on every answer
 from here on) → another identical request's response, if one may be reused
-(gateway/reuse.py). Each refusal is a GraphQL-shaped JSON
+(gateway/policy/response_reuse.py). Each refusal is a GraphQL-shaped JSON
 error with `extensions.code` and the right HTTP status; nothing here touches upstreams.
 """
 from __future__ import annotations
@@ -12,8 +12,7 @@ import time
 import uuid
 from typing import Any
 
-import orjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from gateway.policy.auth import Authenticator, AuthError, presented_credential
@@ -23,6 +22,7 @@ from gateway.policy.rate_limit import RateLimiter, retry_after_header
 from gateway.policy.rate_limit_headers import with_rate_limit_headers
 from gateway.upstream.ledger import ReadLedger
 from gateway.policy.response_reuse import ResponseReuse
+from gateway.support import safe_json
 from resolvers.context import GatewayState
 
 # Content types a browser may send cross-site without a CORS preflight.
@@ -30,7 +30,7 @@ SIMPLE_CONTENT_TYPES = ("text/plain", "application/x-www-form-urlencoded", "mult
 
 
 def error_response(code: str, message: str, status: int, headers: dict[str, str] | None = None) -> Response:
-    return Response(orjson.dumps({"errors": [{"message": message, "extensions": {"code": code}}]}),
+    return Response(safe_json.dumps({"errors": [{"message": message, "extensions": {"code": code}}]}),
                     status_code=status, media_type="application/json", headers=headers)
 
 
@@ -60,7 +60,7 @@ class SecurityGate:
         request = Request(scope)
         request_id = _safe_request_id(request.headers.get("x-request-id"))
         scope.setdefault("state", {})["request_id"] = request_id
-        REQUEST_ID.set(request_id)   # every log line of this request carries it (gateway/logging_setup.py)
+        REQUEST_ID.set(request_id)   # every log line of this request carries it (gateway/observability/logs.py)
         send = _with_request_id(send, request_id)
         if wants_graphiql(request):
             await self.app(scope, receive, send)
@@ -84,11 +84,14 @@ class SecurityGate:
         scope["state"]["ledger"] = ledger
         try:
             if not self.reuse.enabled or scope["method"] not in ("GET", "POST"):
-                await self.app(scope, _capped(receive, limit), send)
+                try:
+                    await self.app(scope, _capped(receive, limit), send)
+                except ClientDisconnect:
+                    pass   # gone before its body arrived (or cut off by gateway/server/connection_guard.py)
             else:
                 body = await _read_body(receive, limit) if scope["method"] == "POST" else b""
                 headers = request.headers
-                # What makes two requests the same request (gateway/reuse.py).
+                # What makes two requests the same request (gateway/policy/response_reuse.py).
                 key = (caller.account.id if caller.account is not None else None, caller.is_admin, scope["method"],
                        scope["query_string"], body, headers.get("content-type"), headers.get("accept"))
                 await self.reuse(scope, receive, send, key, body, ledger)

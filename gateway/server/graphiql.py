@@ -8,9 +8,12 @@ hash, so the browser runs only the pinned bytes.
 """
 from __future__ import annotations
 
+import base64
+import hashlib
 import html
 import json
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -182,6 +185,35 @@ _PAGE = """<!doctype html>
 _BANNER = """  <div id="graphiql-cdn-banner" role="status">GraphiQL is loaded from the {cdn} CDN: this gateway
     has no local copy of its assets (run <code>{command}</code> to serve them from the gateway).</div>
 """
+
+
+@dataclass(frozen=True)
+class GraphiQLPage:
+    html: str
+    headers: dict[str, str]   # its Content-Security-Policy and the other browser policies
+
+
+_INLINE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.S)
+
+
+def graphiql_page(default_key: str | None, assets_dir: Path | None = None) -> GraphiQLPage:
+    """The page and the headers it is served with.
+
+    The policy lets the page run only its own inline script (by hash) and the pinned
+    assets from where it loads them (this gateway, or the CDN), fetch only /graphql on
+    its own origin, and be framed by no one. Styles allow 'unsafe-inline': GraphiQL's
+    components add <style> elements and style attributes as they render; fonts are data:
+    URIs in GraphiQL's CSS."""
+    page = graphiql_html(default_key, assets_dir)
+    assets = "'self'" if local_assets_installed(assets_dir) else CDN
+    scripts = " ".join(f"'sha256-{base64.b64encode(hashlib.sha256(body.encode()).digest()).decode()}'"
+                       for body in _INLINE_SCRIPT.findall(page))
+    policy = "; ".join([
+        "default-src 'none'", f"script-src {assets} {scripts}", f"style-src {assets} 'unsafe-inline'",
+        "font-src data:", "img-src 'self' data:", "connect-src 'self'", "base-uri 'none'",
+        "form-action 'none'", "frame-ancestors 'none'"])
+    return GraphiQLPage(page, {"content-security-policy": policy, "x-frame-options": "DENY",
+                               "referrer-policy": "no-referrer", "x-content-type-options": "nosniff"})
 
 
 def graphiql_html(default_key: str | None, assets_dir: Path | None = None) -> str:

@@ -23,12 +23,14 @@ from pydantic import BeforeValidator
 from gateway.domain import money
 from gateway.domain.errors import UpstreamCode, UpstreamError, status_code_error
 from gateway.domain.records import SourceError, SourceFetch, SourceId, SourceState
+from gateway.observability.repeated_lines import RepeatedLines
 from gateway.upstream.response_cache import InFlight
 from gateway.domain.tokens import TokenRegistry
 from gateway.upstream.pipeline import FetchOptions, Upstream
 from gateway.upstream.source_config import SourceConfig
 
 log = logging.getLogger("gateway.sources")
+FAILURE_LINE_WINDOW_S = 10.0   # an identical "upstream failed" line at most this often (metrics count each failure)
 
 # Warnings that mean a read may be missing something: the source is PARTIAL, totals incomplete.
 INCOMPLETE = frozenset({"POSSIBLY_TRUNCATED", "INCOMPLETE_PAGING", "UPSTREAM_REPORTED_ERRORS", "DUPLICATE_ROWS"})
@@ -88,6 +90,7 @@ class SourceClient(ABC, Generic[ConfigT, IdentityT]):
         self.registry = registry
         # Process-wide guard of this upstream; a client built alone (tests) gets its own.
         self.upstream = upstream or Upstream(self.source, config, http, cache=None, inflight=InFlight())
+        self.failure_lines = RepeatedLines(FAILURE_LINE_WINDOW_S)
 
     @abstractmethod
     def identities(self, account: ConfiguredAccount) -> list[IdentityT]:
@@ -138,8 +141,11 @@ class SourceClient(ABC, Generic[ConfigT, IdentityT]):
         result.wallets.clear()
         result.holdings.clear()   # never pass off part of a failed read as the whole
         result.error = SourceError(code=code.value, message=message)
-        log.warning("upstream failed source=%s account=%s code=%s status=%s", self.source.value,
-                    result.account_id, code.value, status)
+        # During an outage every request fails alike: an identical line at most every 10 s.
+        left_out = self.failure_lines.admit((self.source, result.account_id, code, status))
+        if left_out is not None:
+            log.warning("upstream failed source=%s account=%s code=%s status=%s%s", self.source.value,
+                        result.account_id, code.value, status, f" suppressed={left_out}" if left_out else "")
 
     async def get(self, fetch: SourceFetch, path: str, options: FetchOptions, *,
                   params: Mapping[str, Any] | list[tuple[str, Any]] | None = None,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator
 
+from gateway.support import config_checks as check
 from gateway.support.strict_model import StrictModel
 
 
@@ -31,4 +32,4 @@ class SourceConfig(StrictModel):
     def _strip_slash(cls, v: str) -> str:
         if not v.startswith(("http://", "https://")):
             raise ValueError("base_url must be an http(s) URL")
-        return v.rstrip("/")
+        return check.http_url(v).rstrip("/")

@@ -1,6 +1,8 @@
 """Cobo's config: its `[sources.cobo]` section and an account's `cobo = { ... }` block."""
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import Field, SecretStr
 
 from gateway.sources.spec import AccountBlock
@@ -12,4 +14,4 @@ class CoboSourceConfig(SourceConfig):
 
 
 class CoboAccount(AccountBlock):
-    wallet_uuids: list[str] = Field(min_length=1)
+    wallet_uuids: list[Annotated[str, Field(min_length=1)]] = Field(min_length=1)

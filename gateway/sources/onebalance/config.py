@@ -4,6 +4,7 @@ from __future__ import annotations
 from pydantic import Field, SecretStr, field_validator
 
 from gateway.sources.spec import AccountBlock
+from gateway.support import config_checks as check
 from gateway.upstream.source_config import SourceConfig
 
 
@@ -20,7 +21,4 @@ class OneBalanceAccount(AccountBlock):
     @field_validator("accounts")
     @classmethod
     def _caip10(cls, v: list[str]) -> list[str]:
-        for item in v:
-            if item.count(":") < 2:
-                raise ValueError("each OneBalance account must be CAIP-10 (namespace:reference:address)")
-        return v
+        return [check.caip10(item) for item in v]
