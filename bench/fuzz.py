@@ -1,4 +1,4 @@
-"""Fuzz a live gateway process with tests/test_fuzz.py's hostile requests.
+"""Fuzz a live gateway process with tests/policy/test_fuzz.py's hostile requests.
 
     .venv/bin/python -m bench.fuzz [--examples 10000] [--seed 1]
 

@@ -28,7 +28,7 @@ def sims(demo_world: World):
 
 @pytest.fixture(scope="session")
 def gateway_config(demo_world: World, sims: ServerThread):
-    # No cache here: these tests count upstream calls per request (tests/test_resilience_e2e.py caches).
+    # No cache here: these tests count upstream calls per request (tests/upstream/test_resilience_e2e.py caches).
     raw = demo_world.config_dict(sims.url, auth={"admin_keys": [ADMIN_KEY]}, server={"graphiql": True, "introspection": True},
                                  cache={"enabled": False},
                                  # tests fire requests far faster than a client should

@@ -8,7 +8,7 @@ Every upstream GET goes through a lane (`lane_for`):
 - `DirectLane`, for the gateway's own client: the same request, sent straight on the aiohttp
   session under it. httpx's Request/Response machinery around aiohttp cost most of an
   upstream call's CPU (docs/PERFORMANCE.md, round 4): with six calls a request, more than the
-  rest of the gateway's request handling. The bytes on the wire stay what httpx sends (tests/test_upstream_http.py
+  rest of the gateway's request handling. The bytes on the wire stay what httpx sends (tests/upstream/test_upstream_http.py
   compares them with httpx's own request): httpx still builds each URL, once per (url, params).
 - `HttpxLane`, for any other httpx client (the source tests pass their own): httpx builds,
   sends and reads.

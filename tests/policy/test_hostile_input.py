@@ -3,7 +3,7 @@ control characters in any string, JSON nested thousands deep, federation represe
 that name no entity. Each is a coded 4xx or a coded GraphQL error — never a 500, never an
 INTERNAL_SERVER_ERROR, never an ERROR line (or traceback) in the log.
 
-Found by an independent probe; tests/test_fuzz.py now generates all of these too.
+Found by an independent probe; tests/policy/test_fuzz.py now generates all of these too.
 """
 from __future__ import annotations
 

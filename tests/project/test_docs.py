@@ -25,7 +25,7 @@ from gateway.config import GatewayConfig, parse_config
 from gateway.domain.tokens import TokenRegistry
 from tests.conftest import ADMIN_KEY
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 EXAMPLE_CONFIG = ROOT / "deploy" / "gateway.example.toml"
 
@@ -374,7 +374,7 @@ def test_every_file_the_dockerfile_copies_exists_and_is_in_the_build_context():
             for data in (ROOT / package.replace(".", "/")).glob(pattern):
                 assert not _ignored(str(data.relative_to(ROOT)), patterns), f".dockerignore excludes {data}"
     # Sources and tests never go into the context.
-    for private in (".venv", ".git", "tests/test_docs.py", "gateway/server/static/graphiql/x.js", "node_modules",
+    for private in (".venv", ".git", "tests/project/test_docs.py", "gateway/server/static/graphiql/x.js", "node_modules",
                     "gateway/server/__pycache__/app.cpython-311.pyc"):
         assert _ignored(private, patterns), f".dockerignore lets {private} into the build context"
 

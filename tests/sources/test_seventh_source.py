@@ -1,4 +1,4 @@
-"""A seventh source added from tests/ alone (tests/seventh_source.py, named by the
+"""A seventh source added from tests/ alone (tests/sources/seventh_source.py, named by the
 GATEWAY_SOURCE_SPECS plugin hook) works end to end: the embedded demo serves it, its
 holdings come back over real HTTP with exact amounts, and it has a SourceStatus, a
 GraphQL enum value, config sections and a simulator, with nothing outside tests/ naming it.
@@ -20,10 +20,10 @@ import pytest
 
 from gateway.server.serving import free_port
 
-ROOT = Path(__file__).resolve().parent.parent
-PLUGIN = "tests.seventh_source"
+ROOT = Path(__file__).resolve().parents[2]
+PLUGIN = "tests.sources.seventh_source"
 
-# What every simulated Zephyr vault holds (tests/seventh_source.py BALANCES), as the API must say it.
+# What every simulated Zephyr vault holds (tests/sources/seventh_source.py BALANCES), as the API must say it.
 USDC_BASE = "eip155:8453/erc20:0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913"
 MYSTERY = "eip155:1/erc20:0x7777777777777777777777777777777777777777"
 UINT256_MAX = str(2**256 - 1)

@@ -285,7 +285,7 @@ def test_json_logs_carry_the_request_id_of_a_failing_request_and_no_credentials(
         assert response.status_code == 200 and response.json()["errors"]
         request_id = response.headers["x-request-id"]
         # and a caller-chosen id is kept (and logged) as is; another status, so its line is
-        # not an identical one (those are logged at most every 10 s: tests/test_log_throttle.py)
+        # not an identical one (those are logged at most every 10 s: tests/observability/test_log_throttle.py)
         world.controls[Source.COBO].faults.clear()
         world.controls[Source.COBO].add_fault(Fault(kind="status", status=502))
         response2 = client.post(STATUS, headers={"x-request-id": "trace-me-42"})

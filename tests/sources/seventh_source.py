@@ -1,7 +1,7 @@
 """A throwaway seventh upstream, "Zephyr", declared entirely here: its config models, its
 client, its simulator and its spec. A gateway started with
-`GATEWAY_SOURCE_SPECS=tests.seventh_source` has it beside the built-in sources
-(tests/test_seventh_source.py); nothing outside tests/ names it.
+`GATEWAY_SOURCE_SPECS=tests.sources.seventh_source` has it beside the built-in sources
+(tests/sources/test_seventh_source.py); nothing outside tests/ names it.
 
 Zephyr's API (made up): `GET /vaults/{vault}/balances` with `X-Zephyr-Key`, answering
 `{"balances": [{"asset_type", "decimals", "raw", "usd_price"}]}`: base-unit integer
@@ -141,4 +141,4 @@ def create_app(dataset: Dataset, control: SimControl | None = None) -> Controlle
 
 SPEC = SourceSpec(name="ZEPHYR", display="Zephyr", order=7, price_rank=7, client=ZephyrClient,
                   source_config=ZephyrSourceConfig, account_config=ZephyrAccount,
-                  simulator="tests.seventh_source")
+                  simulator="tests.sources.seventh_source")

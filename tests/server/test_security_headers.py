@@ -1,6 +1,6 @@
 """Browser-facing headers: the GraphiQL page's policy (CSP with frame-ancestors, framing,
 sniffing, referrer), `Cache-Control: no-store` on every API answer, and a relative Location
-on the `/graphql/` redirect. tests/test_browser.py proves GraphiQL still works under the
+on the `/graphql/` redirect. tests/server/test_browser.py proves GraphiQL still works under the
 policy, with local assets and from the CDN."""
 from __future__ import annotations
 

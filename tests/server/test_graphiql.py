@@ -1,6 +1,6 @@
 """The GraphiQL page without a browser: local assets vs the CDN fallback, and the example queries.
 
-tests/test_browser.py drives the page in Chromium.
+tests/server/test_browser.py drives the page in Chromium.
 """
 from __future__ import annotations
 

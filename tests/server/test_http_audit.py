@@ -16,7 +16,7 @@ from gateway.server.serving import ServerThread, free_port
 from tests.stack import stack
 from tests.tooling import missing
 
-AUDIT_DIR = Path(__file__).resolve().parent.parent / "audit"
+AUDIT_DIR = Path(__file__).resolve().parents[2] / "audit"
 ALL_PASS = "graphql-http audit: 61 ok, 0 not ok (of 61)"
 
 

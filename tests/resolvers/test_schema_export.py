@@ -5,7 +5,7 @@ from pathlib import Path
 
 from schema import schema
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_schema_graphql_matches_the_code():

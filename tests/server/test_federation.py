@@ -27,7 +27,7 @@ from tests.tooling import missing
 
 pytestmark = pytest.mark.usefixtures("clean_simulators")
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 FEDERATION = ROOT / "federation"
 INSTALL = "npm ci --prefix federation"
 FLAGGED = ["demo", "user-0001"]          # the risk subgraph's flaggedAccounts

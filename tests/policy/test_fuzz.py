@@ -1,7 +1,7 @@
 """Random documents, variables and headers against the running gateway: every answer is a
 well-formed GraphQL-over-HTTP response with a 2xx or 4xx status — never a 500.
 
-`hostile_requests` adds what an independent probe found (tests/test_hostile_input.py):
+`hostile_requests` adds what an independent probe found (tests/policy/test_hostile_input.py):
 lone surrogates and control characters in every field a client controls (the document,
 operationName, variable names and values, extensions, the persisted-query hash, entity
 representations, GET parameters, header bytes), JSON nested past the limit, and

@@ -291,7 +291,7 @@ cobo = {{ wallet_uuids = ["w1"] }}
 @pytest.mark.parametrize("body", [b"0", b'"x"', b"null", b"\x00\x00\x00\x00\x00", b'{"query": "\xff"}', b"[]",
                                   b'{"query": 5}'])
 def test_malformed_bodies_get_a_json_400_not_a_500(body):
-    # found by tests/test_fuzz.py: valid JSON that is not an object, and bytes that are not UTF-8
+    # found by tests/policy/test_fuzz.py: valid JSON that is not an object, and bytes that are not UTF-8
     with stack() as (world, client, _):
         response = client.http.post("/graphql", content=body,
                                     headers={"x-api-key": "demo-key", "content-type": "application/json"})

@@ -8,7 +8,7 @@ import ast
 from collections import defaultdict
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("gateway", "schema", "resolvers")
 
 # Rooms from the bottom up; a module may import its own room or any room below it.
@@ -39,7 +39,7 @@ def room_of(module: str) -> tuple[int, str]:
         for room in rooms:
             if (module == room or module.startswith(room + ".")) and (best is None or len(room) > len(best[1])):
                 best = (level, room)
-    assert best is not None, f"{module} is in no room of tests/test_layout.py LEVELS"
+    assert best is not None, f"{module} is in no room of tests/project/test_layout.py LEVELS"
     return best
 
 
