@@ -15,6 +15,7 @@ from typing import Any, Mapping
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from gateway.domain.records import Source
+from gateway.upstream.redis_client import check_redis_url, cluster_url_from_seeds
 
 _VAR = re.compile(r"\$\{(file:[^}]+|[A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -84,11 +85,27 @@ class JwtConfig(_Model):
 
 class CacheConfig(_Model):
     enabled: bool = True
-    redis_url: SecretStr | None = None   # shared by every gateway process; in-memory LRU when absent
+    # shared by every gateway process; in-memory LRU when absent. redis:// or rediss:// is one
+    # server; redis+cluster://host:port (or a list of seed nodes) a Redis Cluster.
+    redis_url: SecretStr | None = None
     max_entries: int = Field(10_000, ge=1)
     # whole responses reused while the reads behind them are unchanged (gateway/policy/kept_responses.py)
     responses: bool = True
     responses_max_bytes: int = Field(64 * 1024 * 1024, ge=0)
+
+    @field_validator("redis_url", mode="before")
+    @classmethod
+    def _seed_list(cls, v: Any) -> Any:
+        if isinstance(v, list) and all(isinstance(s, str) for s in v):
+            return cluster_url_from_seeds(v)
+        return v
+
+    @field_validator("redis_url")
+    @classmethod
+    def _usable_url(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None:
+            check_redis_url(v.get_secret_value())
+        return v
 
 
 class ObservabilityConfig(_Model):

@@ -33,6 +33,7 @@ from gateway.domain.errors import ClientCode
 from gateway.server.gate import SecurityGate
 from gateway.server.graphiql import graphiql_html, graphiql_routes
 from gateway.upstream.http import make_http_client
+from gateway.upstream.redis_client import build_redis_client
 from gateway.observability.metrics import GatewayMetrics, RequestMetrics
 from gateway.policy.persisted_queries import PersistedQueries
 from gateway.policy.rate_limit import RateLimiter
@@ -191,9 +192,7 @@ def _registers_persisted_query(extensions: Any) -> bool:
 def _redis_client(config: GatewayConfig) -> Any:
     if not config.cache.redis_url:
         return None
-    import redis.asyncio as aioredis
-    return aioredis.from_url(config.cache.redis_url.get_secret_value(), socket_timeout=0.25,
-                             socket_connect_timeout=0.25)
+    return build_redis_client(config.cache.redis_url.get_secret_value(), timeout_s=0.25)   # one server or a cluster
 
 
 def create_app(config: GatewayConfig, *, extra_routes: list[BaseRoute] | None = None) -> Starlette:
