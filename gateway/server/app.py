@@ -7,6 +7,7 @@ failed upstream source) → orjson.
 """
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import gc
@@ -26,7 +27,7 @@ from strawberry.asgi import GraphQL
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET
 
-from gateway.observability import tracing
+from gateway.observability import tracing, worker_metrics
 from gateway.upstream.response_cache import build_cache
 from gateway.config import GatewayConfig
 from gateway.domain.errors import ClientCode
@@ -248,7 +249,13 @@ def create_app(config: GatewayConfig, *, extra_routes: list[BaseRoute] | None = 
         # collector took a large share of a request's CPU (docs/PERFORMANCE.md).
         gc.freeze()
         gc.set_threshold(50_000, 50, 100)
+        # `serve --workers N`: this worker's breakers and in-flight calls, where every worker's scrape sees them
+        publishing = asyncio.create_task(worker_metrics.publish_every(metrics.publish_live_state)) \
+            if metrics.shared else None
         yield
+        if publishing is not None:
+            publishing.cancel()
+            worker_metrics.worker_stopping()
         await http.aclose()
         if cache is not None and hasattr(cache, "close"):
             await cache.close()

@@ -56,9 +56,11 @@ def _serve(args: argparse.Namespace) -> int:
     options = dict(host=host, port=port, log_level=args.log_level, access_log=False, log_config=None,
                    timeout_graceful_shutdown=args.graceful_timeout)
     if args.workers > 1:
+        from gateway.observability.worker_metrics import shared_metrics_dir
         os.environ[_WORKER_ENV] = json.dumps({"config": config_path, "host": host, "port": port,
                                               "log_format": args.log_format, "log_level": args.log_level})
-        uvicorn.run("gateway.server.cli:worker_app", factory=True, workers=args.workers, **options)
+        with shared_metrics_dir():   # one /metrics view over every worker
+            uvicorn.run("gateway.server.cli:worker_app", factory=True, workers=args.workers, **options)
     else:
         uvicorn.run(_build_app(config_path, host, port), **options)
     return 0
