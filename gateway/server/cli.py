@@ -48,8 +48,8 @@ def _serve(args: argparse.Namespace) -> int:
     else:
         host = args.host or "127.0.0.1"
         port = args.port if args.port is not None else 8000
-        print(f"Balance Gateway demo: GraphiQL at http://{host}:{port}/graphql "
-              f"(header Authorization: Bearer demo-key)", flush=True)
+        from gateway.server.demo import demo_banner
+        print(demo_banner(host, port), flush=True)
     # log_config=None: uvicorn's own loggers propagate to the root handler set up in main().
     # On SIGTERM uvicorn stops accepting, lets requests in flight finish (up to the
     # graceful timeout), then runs the app's shutdown (closing upstream pools and Redis).
