@@ -73,7 +73,7 @@ def test_make_demo_on_a_fresh_clone_serves_graphiql_from_the_gateway(tmp_path):
         # The page: every asset from the gateway, byte for byte what its SRI hash pins.
         page = httpx.get(url + "/graphql", headers={"accept": "text/html"}, timeout=30)
         assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
-        assert "graphiql-cdn-banner" not in page.text
+        assert 'id="graphiql-cdn-banner"' not in page.text
         assets = re.findall(r'<(?:script src|link rel="stylesheet" href)="([^"]+)" integrity="([^"]+)"', page.text)
         assert len(assets) == 4, assets                      # react, react-dom, GraphiQL's CSS and script
         for src, sri in assets:
@@ -90,3 +90,16 @@ def test_make_demo_on_a_fresh_clone_serves_graphiql_from_the_gateway(tmp_path):
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
         shutil.rmtree(clone, ignore_errors=True)   # a whole virtualenv: not kept with pytest's tmp dirs
+
+
+def test_without_local_assets_the_banner_says_what_the_page_needs(monkeypatch, tmp_path):
+    from gateway.server import demo, graphiql
+    monkeypatch.setattr(graphiql, "ASSETS_DIR", tmp_path / "none")
+    said = demo.demo_banner("0.0.0.0", 8123)
+    assert "http://127.0.0.1:8123/graphql" in said and "Bearer demo-key" in said
+    for asset in graphiql.pinned_assets():
+        assert f"{asset.package}@{asset.version}" in said
+    assert graphiql.CDN in said and graphiql.SETUP_COMMAND in said and "npm" in said
+    curl = next(line.split("try:", 1)[1].strip() for line in said.splitlines() if "try:" in line)
+    args = shlex.split(curl)
+    assert json.loads(args[args.index("-d") + 1]) == {"query": demo.CURL_QUERY}
