@@ -32,8 +32,9 @@ NODE_TIMEOUT_MS = 1000   # how soon a dead master's replica takes over
 
 
 def _base_port() -> int:
-    # 20000-28990; the cluster bus is port + 10000, so every port stays below 40000.
-    return 20000 + (zlib.crc32(str(ROOT).encode()) % 900) * 10
+    # 12000-20990, and the cluster bus on port + 10000: all below the ephemeral range
+    # (32768 up), where a client's outgoing connection could hold the port.
+    return 12000 + (zlib.crc32(str(ROOT).encode()) % 900) * 10
 
 
 def _node(port: int) -> redis.Redis:
@@ -152,7 +153,8 @@ class LocalCluster:
         deadline = time.monotonic() + 10
         while not _answers(port):
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"redis-server on port {port} did not start (see {node_dir}/redis.log)")
+                said = (node_dir / "redis.log").read_text()[-1500:] if (node_dir / "redis.log").exists() else ""
+                raise RuntimeError(f"redis-server on port {port} did not start: {said}")
             time.sleep(0.05)
         return proc
 
@@ -175,15 +177,17 @@ class LocalCluster:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-def _open_cluster() -> Iterator[LocalCluster]:
+@contextlib.contextmanager
+def open_cluster() -> Iterator[LocalCluster]:
+    """The cluster for this session (see the module's docstring); bench.scaleout uses it too."""
     given = os.environ.get("BG_TEST_REDIS_CLUSTER_URL")
     if given:
         from gateway.upstream.redis_client import parse_redis_url
         ports = [port for _, port in parse_redis_url(given).nodes]
         cluster = LocalCluster(ports)
         # the given cluster's own node list: its ports, whichever seed was named
-        nodes = _node(ports[0]).execute_command("CLUSTER NODES").decode().split("\n")
-        cluster.ports = sorted(int(line.split()[1].split("@")[0].rsplit(":", 1)[1]) for line in nodes if line)
+        nodes = _node(ports[0]).execute_command("CLUSTER NODES")   # {"host:port": {...}}
+        cluster.ports = sorted(int(address.rsplit(":", 1)[1]) for address in nodes)
         yield cluster
         return
     base = _base_port()
@@ -218,4 +222,5 @@ def _open_cluster() -> Iterator[LocalCluster]:
 
 @pytest.fixture(scope="session")
 def redis_cluster() -> Iterator[LocalCluster]:
-    yield from _open_cluster()
+    with open_cluster() as cluster:
+        yield cluster

@@ -89,6 +89,8 @@ def test_one_scrape_shows_every_workers_counters_and_breakers(tmp_path):
                 assert calls == upstream
                 assert set(_breakers(samples, "COBO")) <= workers | {str(proc.pid)}
                 assert set(_breakers(samples, "COBO").values()) == {0.0}
+                active = samples["http_server_active_requests"]   # summed over the workers: the scrape itself
+                assert len(active) == 1 and "pid" not in active[0].labels and active[0].value == 1
 
             # One failing request reaches one worker: its COBO breaker opens, the other's does not.
             world.controls[Source.COBO].add_fault(Fault(kind="status", status=503))
@@ -106,3 +108,23 @@ def test_one_scrape_shows_every_workers_counters_and_breakers(tmp_path):
             proc.wait(timeout=30)
     # the CLI's temporary metrics directory goes with it
     assert set(glob.glob(os.path.join(tempfile.gettempdir(), "balance-gateway-metrics-*"))) <= leftovers
+
+
+def test_active_requests_count_what_is_being_served():
+    import threading
+    from tests.stack import stack
+    with stack() as (world, client, _app):
+        world.controls[Source.DALP].latency_s = 1.0
+        slow = threading.Thread(target=lambda: client.post(QUERY))
+        slow.start()
+        try:
+            deadline = time.monotonic() + 10
+            while True:   # the slow request, and this scrape
+                text = client.http.get("/metrics").text
+                if "http_server_active_requests 2.0" in text:
+                    break
+                assert time.monotonic() < deadline, [l for l in text.splitlines() if "active" in l]
+                time.sleep(0.05)
+        finally:
+            slow.join()
+        assert "http_server_active_requests 1.0" in client.http.get("/metrics").text

@@ -77,6 +77,10 @@ class GatewayMetrics:
             "Whole responses (gateway/reuse.py): hit (a kept answer sent again), coalesced (the answer of an "
             "identical request running at the same time), stored (run and kept), miss (run, not kept).",
             ["result"], registry=r)
+        # What an autoscaler follows (deploy/k8s/hpa.yaml): summed over a pod's live workers.
+        self.active_requests = Gauge(
+            "http_server_active_requests", "HTTP requests the gateway is serving now (all routes).",
+            registry=r, multiprocess_mode="livesum")
         self.graphql_errors = Counter(
             "balance_gateway_graphql_errors_total", "Errors returned in GraphQL responses, by extensions.code.",
             ["code"], registry=r)
@@ -260,6 +264,7 @@ class RequestMetrics:
             return
         started = time.perf_counter()
         status = 500   # if the app raises before answering, the server error handler sends a 500
+        self.metrics.active_requests.inc()
 
         async def observed_send(message: dict) -> None:
             nonlocal status
@@ -270,6 +275,7 @@ class RequestMetrics:
         try:
             await self.app(scope, receive, observed_send)
         finally:
+            self.metrics.active_requests.dec()
             route = scope.get("route")
             method = scope.get("method", "")
             self.metrics.http_duration.labels(
