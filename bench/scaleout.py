@@ -298,8 +298,9 @@ def run(args: argparse.Namespace, shared: RedisNodes) -> int:
                 if topo == sharing_topology:
                     more, saved, _, _ = sharing_checks(gws["small, cached"], sims, keys, cold, shared, topo)
                     checks += more
-                else:
-                    warm_cache(gws["small, cached"][0].url, keys)
+                else:   # every process: each keeps its own kept responses and memo
+                    for gw in gws["small, cached"]:
+                        warm_cache(gw.url, keys)
                 for label, (query, _) in queries.items():
                     m = measure(gws[label], {"query": query}, keys, args.connections, args.duration, args.warmup,
                                 workdir, sims, shared)
