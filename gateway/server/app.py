@@ -193,7 +193,9 @@ def _registers_persisted_query(extensions: Any) -> bool:
 def _redis_client(config: GatewayConfig) -> Any:
     if not config.cache.redis_url:
         return None
-    return build_redis_client(config.cache.redis_url.get_secret_value(), timeout_s=0.25)   # one server or a cluster
+    # One server or a cluster. One immediate retry (a connection gone stale, a cluster that
+    # failed over since): a request never waits out redis-py's default back-off before its fallback.
+    return build_redis_client(config.cache.redis_url.get_secret_value(), timeout_s=0.25, retries=1)
 
 
 def create_app(config: GatewayConfig, *, extra_routes: list[BaseRoute] | None = None) -> Starlette:
