@@ -5,10 +5,10 @@ upstream calls are genuine HTTP round trips on loopback, exactly as with real up
 """
 from __future__ import annotations
 
-from starlette.applications import Starlette
-
 import json
 import shlex
+
+from starlette.applications import Starlette
 
 from gateway.server.app import DEMO_KEY, create_app
 from gateway.server.graphiql import CDN, SETUP_COMMAND, local_assets_installed, pinned_assets
