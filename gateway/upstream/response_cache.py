@@ -310,7 +310,7 @@ class RedisCache(Cache):
     async def _learn_layout(self) -> None:
         async with self._layout_lock:
             if not self._layout_known:
-                await asyncio.wait_for(learn_layout(self._client), max(1.0, 4 * self.op_timeout_s))
+                await asyncio.wait_for(learn_layout(self._client), max(2.0, 8 * self.op_timeout_s))
                 self._layout_known = True
 
     def _failed(self, exc: BaseException) -> None:
