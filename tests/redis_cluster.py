@@ -22,6 +22,7 @@ from typing import Iterator
 import pytest
 import redis
 from redis.backoff import NoBackoff
+from redis.crc import key_slot
 from redis.retry import Retry
 
 from tests.tooling import missing
@@ -66,9 +67,6 @@ class LocalCluster:
     def node(self, port: int) -> redis.Redis:
         return _node(port)
 
-    def cluster_client(self) -> redis.RedisCluster:
-        return redis.RedisCluster(host="127.0.0.1", port=self.live_port(), socket_timeout=2)
-
     def live_port(self) -> int:
         return next(p for p in self.ports if _answers(p))
 
@@ -95,7 +93,7 @@ class LocalCluster:
         raise AssertionError(f"no replica follows the master on {master}")
 
     def master_of_key(self, key: str) -> int:
-        slot = self.cluster_client().keyslot(key)
+        slot = key_slot(key.encode())
         for start, end, master, *_ in _node(self.live_port()).execute_command("CLUSTER SLOTS"):
             if start <= slot <= end:
                 return int(master[1])

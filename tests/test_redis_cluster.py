@@ -21,8 +21,7 @@ from typing import Any, Iterator
 import httpx
 import pytest
 
-from gateway.config import ConfigError, parse_config
-from gateway.config import PersistedQueriesConfig
+from gateway.config import ConfigError, PersistedQueriesConfig, parse_config
 from gateway.domain.records import Source
 from gateway.policy.persisted_queries import PersistedQueries, sha256_hex
 from gateway.policy.rate_limit import RateLimiter, bucket_key
