@@ -14,8 +14,16 @@ $(BIN)/balance-gateway: pyproject.toml
 
 install: $(BIN)/balance-gateway
 
+# The demo on http://$(HOST):$(PORT)/graphql. Where npm exists, GraphiQL's pinned assets are
+# installed first (as `make test` does) so the page loads nothing from a CDN; the server's
+# banner says where the page gets them, the key, and one curl line.
+HOST ?= 127.0.0.1
+PORT ?= 8000
 demo: install
-	$(BIN)/balance-gateway serve
+	@if [ ! -d gateway/server/static/graphiql ] && command -v npm >/dev/null 2>&1; then \
+	  scripts/fetch_graphiql_assets.sh || echo "make demo: could not fetch GraphiQL's assets from the npm registry; the page will use the CDN"; \
+	fi
+	$(BIN)/balance-gateway serve --host $(HOST) --port $(PORT)
 
 # Where npm exists, set up what the Node-based tests need (CI installs it all; elsewhere
 # those tests skip, saying what is missing).

@@ -33,7 +33,7 @@ from hypothesis import HealthCheck, Phase, given, seed, settings
 from gateway.server.serving import ServerThread, free_port
 from gateway.simulation.world import World
 from tests.conftest import ADMIN_KEY
-from tests.test_fuzz import hostile_requests, problems, send
+from tests.policy.test_fuzz import hostile_requests, problems, send
 
 
 def start_gateway(world: World, sims_url: str, workdir: Path) -> tuple[subprocess.Popen, str, Path]:

@@ -19,6 +19,7 @@ from gateway.sources.spec import SourceSpec
 from gateway.support.strict_model import StrictModel
 from gateway.upstream.source_config import SourceConfig
 from gateway.support import config_checks as check
+from gateway.upstream.redis_client import check_redis_url, cluster_url_from_seeds
 
 _VAR = re.compile(r"\$\{(file:[^}]+|[A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -136,17 +137,26 @@ class JwtConfig(_Model):
 
 class CacheConfig(_Model):
     enabled: bool = True
-    redis_url: SecretStr | None = None   # shared by every gateway process; in-memory LRU when absent
+    # shared by every gateway process; in-memory LRU when absent. redis:// or rediss:// is one
+    # server; redis+cluster://host:port (or a list of seed nodes) a Redis Cluster.
+    redis_url: SecretStr | None = None
     max_entries: int = Field(10_000, ge=1)
     # whole responses reused while the reads behind them are unchanged (gateway/policy/kept_responses.py)
     responses: bool = True
     responses_max_bytes: int = Field(64 * 1024 * 1024, ge=0)
 
+    @field_validator("redis_url", mode="before")
+    @classmethod
+    def _seed_list(cls, v: Any) -> Any:
+        if isinstance(v, list) and all(isinstance(s, str) for s in v):
+            return cluster_url_from_seeds(v)
+        return v
+
     @field_validator("redis_url")
     @classmethod
-    def _redis_url(cls, v: SecretStr | None) -> SecretStr | None:
+    def _usable_url(cls, v: SecretStr | None) -> SecretStr | None:
         if v is not None:
-            check.redis_url(v.get_secret_value())
+            check_redis_url(v.get_secret_value())
         return v
 
 

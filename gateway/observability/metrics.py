@@ -6,7 +6,9 @@ carries a credential, a URL or query string, an account id or an upstream body.
 
 Each app gets its own CollectorRegistry (tests run many gateways in one process, and a
 scrape must describe exactly one of them). Breaker state and in-flight calls are read
-from the live objects at scrape time, so the hot path pays nothing for them.
+from the live objects at scrape time, so the hot path pays nothing for them. Under
+`serve --workers N` a scrape merges every worker's metrics instead (worker_metrics.py):
+the live-state gauges then carry one series per worker, labelled `pid`.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import re
 import time
 from typing import Any, Iterable, Iterator, Mapping
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
@@ -23,6 +25,7 @@ from starlette.responses import Response
 
 from gateway.domain.errors import UpstreamError, status_code_error
 from gateway.domain.records import SourceId
+from gateway.observability import worker_metrics
 
 # OpenTelemetry's recommended boundaries for http.server/client.request.duration (seconds).
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
@@ -74,15 +77,31 @@ class GatewayMetrics:
             "Whole responses (gateway/policy/response_reuse.py): hit (a kept answer sent again), coalesced (the answer of an "
             "identical request running at the same time), stored (run and kept), miss (run, not kept).",
             ["result"], registry=r)
+        # What an autoscaler follows (deploy/k8s/hpa.yaml): summed over a pod's live workers.
+        self.active_requests = Gauge(
+            "http_server_active_requests", "HTTP requests the gateway is serving now (all routes).",
+            registry=r, multiprocess_mode="livesum")
         self.graphql_errors = Counter(
             "balance_gateway_graphql_errors_total", "Errors returned in GraphQL responses, by extensions.code.",
             ["code"], registry=r)
+        self.shared = worker_metrics.enabled()   # one view over several worker processes
         self._live = _LiveState(clients or {})
-        r.register(self._live)
+        if self.shared:
+            self._published = _PublishedLiveState(self._live, r)
+        else:
+            r.register(self._live)
 
     def watch_plan_fallbacks(self, counts: Mapping[str, int]) -> None:
         """The execution engine's count of operations handed back to graphql-core, by reason."""
-        self.registry.register(_PlanFallbacks(counts))
+        if self.shared:
+            self._published.watch_plan_fallbacks(counts)
+        else:
+            self.registry.register(_PlanFallbacks(counts))
+
+    def publish_live_state(self) -> None:
+        """Shared view: write this worker's live state where every worker's scrape reads it."""
+        if self.shared:
+            self._published.publish()
 
     @classmethod
     def attach(cls, clients: dict[Any, Any]) -> "GatewayMetrics":
@@ -128,7 +147,12 @@ class GatewayMetrics:
     async def endpoint(self, request: Request) -> Response:
         """GET /metrics: Prometheus text format (OpenMetrics when the scraper asks for it)."""
         encode, content_type = choose_encoder(request.headers.get("accept", ""))
-        return Response(encode(self.registry), media_type=None, headers={"content-type": content_type})
+        if self.shared:
+            self.publish_live_state()
+            registry = worker_metrics.merged_registry()
+        else:
+            registry = self.registry
+        return Response(encode(registry), media_type=None, headers={"content-type": content_type})
 
 
 def code_for_status(source: SourceId, status: int) -> str:
@@ -159,17 +183,56 @@ class _LiveState(Collector):
         yield queued
 
 
+class _PublishedLiveState:
+    """The live-state gauges as multiprocess gauges, one series per worker (`pid`), written
+    from the live objects by `publish` (worker_metrics.publish_every, and before a scrape)."""
+
+    def __init__(self, live: _LiveState, registry: CollectorRegistry):
+        self.live = live
+        self.gauges: dict[str, Gauge] = {}
+        for family in live.collect():
+            self.gauges[family.name] = Gauge(family.name, family.documentation, ["source"],
+                                             multiprocess_mode="liveall", registry=registry)
+        self._registry = registry
+        self._fallbacks: Counter | None = None
+        self._fallback_counts: Mapping[str, int] = {}
+        self._fallbacks_published: dict[str, int] = {}
+
+    def watch_plan_fallbacks(self, counts: Mapping[str, int]) -> None:
+        self._fallback_counts = counts
+        self._fallbacks = Counter("balance_gateway_plan_fallbacks", _PLAN_FALLBACKS_HELP, ["reason"],
+                                  registry=self._registry)
+        for reason in _PLAN_FALLBACK_REASONS:
+            self._fallbacks.labels(reason)
+
+    def publish(self) -> None:
+        for family in self.live.collect():
+            gauge = self.gauges[family.name]
+            for sample in family.samples:
+                gauge.labels(sample.labels["source"]).set(sample.value)
+        if self._fallbacks is not None:
+            for reason in _PLAN_FALLBACK_REASONS:
+                now = self._fallback_counts.get(reason, 0)
+                grown = now - self._fallbacks_published.get(reason, 0)
+                if grown > 0:
+                    self._fallbacks.labels(reason).inc(grown)
+                    self._fallbacks_published[reason] = now
+
+
+_PLAN_FALLBACK_REASONS = ("bail", "error")
+_PLAN_FALLBACKS_HELP = (
+    "Operations whose compiled selection plans handed back to graphql-core (same answer, slower): "
+    "bail (a value off the happy path: an error, a null, a refused scalar), error (an exception while completing: "
+    "a resolver's, a scalar's).")
+
+
 class _PlanFallbacks(Collector):
     def __init__(self, counts: Mapping[str, int]):
         self.counts = counts
 
     def collect(self) -> Iterator[CounterMetricFamily]:
-        family = CounterMetricFamily(
-            "balance_gateway_plan_fallbacks",
-            "Operations whose compiled selection plans handed back to graphql-core (same answer, slower): "
-            "bail (a value off the happy path: an error, a null, a refused scalar), error (an exception while completing: a resolver's, a scalar's).",
-            labels=["reason"])
-        for reason in ("bail", "error"):
+        family = CounterMetricFamily("balance_gateway_plan_fallbacks", _PLAN_FALLBACKS_HELP, labels=["reason"])
+        for reason in _PLAN_FALLBACK_REASONS:
             family.add_metric([reason], self.counts.get(reason, 0))
         yield family
 
@@ -201,6 +264,7 @@ class RequestMetrics:
             return
         started = time.perf_counter()
         status = 500   # if the app raises before answering, the server error handler sends a 500
+        self.metrics.active_requests.inc()
 
         async def observed_send(message: dict) -> None:
             nonlocal status
@@ -211,6 +275,7 @@ class RequestMetrics:
         try:
             await self.app(scope, receive, observed_send)
         finally:
+            self.metrics.active_requests.dec()
             route = scope.get("route")
             method = scope.get("method", "")
             self.metrics.http_duration.labels(

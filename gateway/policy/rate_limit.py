@@ -17,6 +17,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.upstream.redis_client import hash_tag
+
 log = logging.getLogger("gateway.ratelimit")
 
 # KEYS[1] bucket; ARGV: rate/s, burst, now (s). Returns {wait ms (0 = allowed), tokens left x 1000}.
@@ -96,6 +98,12 @@ class LocalBuckets:
         return wait, tokens
 
 
+def bucket_key(client_id: str) -> str:
+    """The credential's bucket; tagged with its id so a Redis Cluster keeps every key of one
+    credential in one slot (a script may then touch several of them)."""
+    return "bg:rl:" + hash_tag(client_id)
+
+
 class RateLimiter:
     def __init__(self, rate: float, burst: int, redis_client: Any = None, *,
                  admin_rate: float | None = None, admin_burst: int | None = None):
@@ -115,7 +123,7 @@ class RateLimiter:
         policy = self.admin_policy if admin else self.policy
         if self._script is not None and time.monotonic() >= self._redis_down_until:
             try:
-                waited_ms, tokens_milli = await self._script(keys=[f"bg:rl:{client_id}"],
+                waited_ms, tokens_milli = await self._script(keys=[bucket_key(client_id)],
                                                              args=[policy.rate, policy.burst, time.time()])
                 return Verdict(policy, int(waited_ms) / 1000, int(tokens_milli) / 1000)
             except Exception as exc:  # any Redis trouble: enforce locally for a while

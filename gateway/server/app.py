@@ -7,6 +7,7 @@ failed upstream source) → orjson.
 """
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import gc
@@ -26,7 +27,7 @@ from strawberry.asgi import GraphQL
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET
 
-from gateway.observability import tracing
+from gateway.observability import tracing, worker_metrics
 from gateway.policy import json_depth
 from gateway.support import safe_json
 from gateway.upstream.response_cache import build_cache
@@ -36,6 +37,7 @@ from gateway.server.gate import SecurityGate
 from gateway.server.graphiql import ASSETS_ROUTE, graphiql_page, graphiql_routes
 from gateway.server.http_headers import SecurityHeaders, slash_redirects
 from gateway.upstream.http import make_http_client
+from gateway.upstream.redis_client import build_redis_client
 from gateway.observability.metrics import GatewayMetrics, RequestMetrics
 from gateway.policy.persisted_queries import PersistedQueries
 from gateway.policy.rate_limit import RateLimiter
@@ -214,9 +216,9 @@ def _registers_persisted_query(extensions: Any) -> bool:
 def _redis_client(config: GatewayConfig) -> Any:
     if not config.cache.redis_url:
         return None
-    import redis.asyncio as aioredis
-    return aioredis.from_url(config.cache.redis_url.get_secret_value(), socket_timeout=0.25,
-                             socket_connect_timeout=0.25)
+    # One server or a cluster. One immediate retry (a connection gone stale, a cluster that
+    # failed over since): a request never waits out redis-py's default back-off before its fallback.
+    return build_redis_client(config.cache.redis_url.get_secret_value(), timeout_s=0.25, retries=1)
 
 
 def create_app(config: GatewayConfig, *, extra_routes: list[BaseRoute] | None = None) -> Starlette:
@@ -272,7 +274,13 @@ def create_app(config: GatewayConfig, *, extra_routes: list[BaseRoute] | None = 
         # collector took a large share of a request's CPU (docs/PERFORMANCE.md).
         gc.freeze()
         gc.set_threshold(50_000, 50, 100)
+        # `serve --workers N`: this worker's breakers and in-flight calls, where every worker's scrape sees them
+        publishing = asyncio.create_task(worker_metrics.publish_every(metrics.publish_live_state)) \
+            if metrics.shared else None
         yield
+        if publishing is not None:
+            publishing.cancel()
+            worker_metrics.worker_stopping()
         await http.aclose()
         if cache is not None and hasattr(cache, "close"):
             await cache.close()

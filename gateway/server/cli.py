@@ -61,8 +61,8 @@ def _serve(args: argparse.Namespace) -> int:
             print(f"balance-gateway: the demo listens on loopback only; --host {host} is not a loopback "
                   f"address (add --allow-remote-demo to serve it there anyway)", file=sys.stderr)
             return 2
-        print(f"Balance Gateway demo: GraphiQL at http://{host}:{port}/graphql "
-              f"(header Authorization: Bearer demo-key)", flush=True)
+        from gateway.server.demo import demo_banner
+        print(demo_banner(host, port), flush=True)
     # log_config=None: uvicorn's own loggers propagate to the root handler set up in main().
     # On SIGTERM uvicorn stops accepting, lets requests in flight finish (up to the
     # graceful timeout), then runs the app's shutdown (closing upstream pools and Redis).
@@ -70,9 +70,11 @@ def _serve(args: argparse.Namespace) -> int:
     options = dict(host=host, port=port, log_level=args.log_level, access_log=False, log_config=None,
                    timeout_graceful_shutdown=args.graceful_timeout, **uvicorn_options(server))
     if args.workers > 1:
+        from gateway.observability.worker_metrics import shared_metrics_dir
         os.environ[_WORKER_ENV] = json.dumps({"config": config_path, "host": host, "port": port,
                                               "log_format": args.log_format, "log_level": args.log_level})
-        uvicorn.run("gateway.server.cli:worker_app", factory=True, workers=args.workers, **options)
+        with shared_metrics_dir():   # one /metrics view over every worker
+            uvicorn.run("gateway.server.cli:worker_app", factory=True, workers=args.workers, **options)
     else:
         try:
             app = _build_app(config_path, host, port)

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import json
+import shlex
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.datastructures import Headers
 from starlette.routing import Mount
 
+from gateway.server.graphiql import CDN, SETUP_COMMAND, local_assets_installed, pinned_assets
 from gateway.config import LimitsConfig, ServerConfig
 from gateway.policy.auth import presented_credential
 from gateway.server.app import DEMO_KEY, create_app
@@ -69,3 +72,28 @@ def demo_app(host: str, port: int, *, extra_accounts: int = 3) -> Starlette:
                                   limits=LimitsConfig(**DEMO_LIMITS), demo=True)
     mounts = [Mount(m.path, app=ControlNeedsDemoKey(m.app)) for m in world.mounts(SIM_PREFIX)]
     return create_app(config, extra_routes=mounts)
+
+CURL_QUERY = '{ viewer { id holdings(first: 3) { nodes { source amount token { symbol } } } } }'
+
+
+def demo_banner(host: str, port: int) -> str:
+    """What the terminal says before the demo serves: where, with which key, one curl line,
+    and where GraphiQL's page gets its scripts (this gateway, or the CDN it then needs)."""
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    url = f"http://{shown}:{port}/graphql"
+    body = json.dumps({"query": CURL_QUERY})
+    curl = (f"curl -s {url} -H {shlex.quote('Authorization: Bearer ' + DEMO_KEY)} "
+            f"-H 'Content-Type: application/json' -d {shlex.quote(body)}")
+    if local_assets_installed():
+        page = "GraphiQL's scripts and styles are served by this gateway."
+    else:
+        packages = ", ".join(sorted({f"{a.package}@{a.version}" for a in pinned_assets()}))
+        page = (f"GraphiQL's page will load {packages} from {CDN}: the browser must reach it. To serve them "
+                f"from the gateway instead, install node and npm and run {SETUP_COMMAND} (make demo does).")
+    return "\n".join([
+        "Balance Gateway demo",
+        f"  GraphiQL:  {url}  (open it in a browser)",
+        f"  key:       {DEMO_KEY}  (header Authorization: Bearer {DEMO_KEY}; preset in GraphiQL)",
+        f"  try:       {curl}",
+        f"  {page}",
+    ])

@@ -12,7 +12,8 @@ on `RedisCache` (`acquire_fill_lock` / `wait_for_fill` / `release_fill_lock`)
 does the same across processes.
 
 Keys come from `cache_key`: the credential only ever enters the SHA-256
-digest, never a key, a value or a log line.
+digest, never a key, a value or a log line. On a Redis Cluster an entry and its fill
+lock share one slot (`lock_key`), so the scripts that touch both never meet CROSSSLOT.
 """
 from __future__ import annotations
 
@@ -28,6 +29,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Hashable, Mapping, Protocol, TypeVar, runtime_checkable
 from urllib.parse import urlsplit, urlunsplit
+
+from gateway.upstream.redis_client import build_redis_client, hash_tag, is_cluster_url, learn_layout
 
 log = logging.getLogger("gateway.cache")
 
@@ -226,6 +229,17 @@ end
 return 0
 """
 
+# The entry and whether its fill lock is still held, in one round trip (KEYS: entry, lock).
+_PROBE_LUA = """
+return {redis.call('get', KEYS[1]), redis.call('exists', KEYS[2])}
+"""
+
+
+def lock_key(entry_key: str) -> str:
+    """The fill lock of an entry: its hash tag is the entry's whole key, so a cluster
+    keeps both in the entry's slot (an entry key holds no braces)."""
+    return hash_tag(entry_key) + ":lock"
+
 
 class RedisCache(Cache):
     """Shared cache in Redis; never raises on Redis trouble.
@@ -246,10 +260,8 @@ class RedisCache(Cache):
         backoff_max_s: float = 30.0,
         poll_interval_s: float = 0.02,
     ) -> None:
-        import redis.asyncio as aioredis
-        from redis.asyncio.retry import Retry
-        from redis.backoff import NoBackoff
-
+        if "{" in prefix or "}" in prefix:
+            raise ValueError("a cache key prefix may not hold braces (they are Redis Cluster hash tags)")
         self.prefix = prefix
         self.op_timeout_s = op_timeout_s
         self.backoff_initial_s = backoff_initial_s
@@ -261,17 +273,18 @@ class RedisCache(Cache):
         self.errors = 0
         self.skipped = 0  # operations not sent because of back-off
         self._safe_url = redact_url(url)
+        self.topology = "cluster" if is_cluster_url(url) else "single"
         # No client-side retries: one attempt per operation, our back-off decides the rest.
-        self._client = aioredis.from_url(
-            url,
-            socket_timeout=op_timeout_s,
-            socket_connect_timeout=op_timeout_s,
-            retry=Retry(NoBackoff(), 0),
-        )
+        self._client = build_redis_client(url, timeout_s=op_timeout_s, retries=0)
+        self._probe = self._client.register_script(_PROBE_LUA)
+        self._release = self._client.register_script(_RELEASE_LUA)
         self._backoff_s = 0.0
         self._retry_at = 0.0
         self._clock: Callable[[], float] = time.monotonic
         self._token = uuid.uuid4().hex  # identifies this process's fill locks
+        # A cluster's layout is learnt once before the first operation, with more time than one operation.
+        self._layout_known = self.topology == "single"
+        self._layout_lock = asyncio.Lock()
 
     # ---- plumbing
 
@@ -280,6 +293,8 @@ class RedisCache(Cache):
             self.skipped += 1
             raise _Unavailable
         try:
+            if not self._layout_known:
+                await self._learn_layout()
             result = await asyncio.wait_for(fn(), self.op_timeout_s)
         except asyncio.CancelledError:
             raise
@@ -291,6 +306,12 @@ class RedisCache(Cache):
             self._backoff_s = 0.0
             log.warning("redis cache at %s is reachable again", self._safe_url)
         return result
+
+    async def _learn_layout(self) -> None:
+        async with self._layout_lock:
+            if not self._layout_known:
+                await asyncio.wait_for(learn_layout(self._client), max(2.0, 8 * self.op_timeout_s))
+                self._layout_known = True
 
     def _failed(self, exc: BaseException) -> None:
         self.errors += 1
@@ -343,7 +364,7 @@ class RedisCache(Cache):
         px = max(1, int(ttl_s * 1000))
         try:
             won = await self._call(
-                lambda: self._client.set(self._k(key) + ":lock", self._token, nx=True, px=px)
+                lambda: self._client.set(lock_key(self._k(key)), self._token, nx=True, px=px)
             )
         except _Unavailable:
             return True
@@ -352,18 +373,10 @@ class RedisCache(Cache):
     async def wait_for_fill(self, key: str, timeout_s: float) -> CachedResponse | None:
         """Poll until the entry appears (returned), the lock is gone or timeout (None)."""
         deadline = self._clock() + timeout_s
-        entry_key = self._k(key)
-        lock_key = entry_key + ":lock"
-
-        async def probe() -> list[Any]:
-            async with self._client.pipeline(transaction=True) as pipe:
-                pipe.get(entry_key)
-                pipe.exists(lock_key)
-                return await pipe.execute()
-
+        keys = [self._k(key), lock_key(self._k(key))]
         while True:
             try:
-                raw, locked = await self._call(probe)
+                raw, locked = await self._call(lambda: self._probe(keys=keys))
             except _Unavailable:
                 return None
             if raw is not None:
@@ -376,9 +389,8 @@ class RedisCache(Cache):
             await asyncio.sleep(min(self.poll_interval_s, remaining))
 
     async def release_fill_lock(self, key: str) -> None:
-        lock_key = self._k(key) + ":lock"
         try:
-            await self._call(lambda: self._client.eval(_RELEASE_LUA, 1, lock_key, self._token))
+            await self._call(lambda: self._release(keys=[lock_key(self._k(key))], args=[self._token]))
         except _Unavailable:
             pass
 
@@ -394,6 +406,7 @@ class RedisCache(Cache):
     def describe(self) -> dict[str, Any]:
         return {
             "backend": self.backend,
+            "topology": self.topology,   # one Redis server, or a Redis Cluster
             "healthy": self.healthy,
             "entries": None,  # not known: the Redis database may be shared
             "hits": self.hits,

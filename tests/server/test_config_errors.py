@@ -36,7 +36,7 @@ def _files(tmp_path) -> dict[str, str]:
 
 # (field named in the error, TOML put before BASE)
 BAD = [
-    ("cache.redis_url", '[cache]\nredis_url = "redis+cluster://:hunter2@h:6379/0"'),
+    ("cache.redis_url", '[cache]\nredis_url = "redis+cluster://:hunter2@h:6379/3"'),
     ("cache.redis_url", '[cache]\nredis_url = "redis://:hunter2@h:notaport/0"'),
     ("cache.redis_url", '[cache]\nredis_url = "redis://:hunter2@h:6379/zero"'),
     ("cache.redis_url", '[cache]\nredis_url = "http://:hunter2@h"'),
