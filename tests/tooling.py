@@ -7,7 +7,13 @@ developer's machine with only Python, such a test is skipped and says what to in
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import subprocess
+import sys
+import time
+
+import httpx
 
 import pytest
 
@@ -40,3 +46,22 @@ FAULT_CODES = [
     (Fault("malformed"), "UPSTREAM_BAD_RESPONSE"),
     (Fault("wrong_shape"), "UPSTREAM_BAD_RESPONSE"),
 ]
+
+
+def serve_process(config_path: str, port: int) -> subprocess.Popen:
+    """`balance-gateway serve --config` as its own process (output on its stdout pipe)."""
+    return subprocess.Popen([sys.executable, "-m", "gateway", "serve", "--config", config_path,
+                             "--port", str(port), "--log-level", "warning"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def wait_ready(url: str, proc: subprocess.Popen, timeout_s: float = 30) -> None:
+    """Until the process answers /health (its output in the failure if it exits first)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stdout.read().decode()
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url + "/health", timeout=1).status_code == 200:
+                return
+        time.sleep(0.1)
+    raise AssertionError("gateway process did not start")

@@ -11,7 +11,7 @@ import pytest
 
 from gateway.server import cli
 from gateway.config import ConfigError, parse_config
-from gateway.support.config_checks import REDIS_URL_SCHEMES
+from gateway.upstream.redis_client import SINGLE_SCHEMES as REDIS_URL_SCHEMES
 
 BASE = '''
 [sources.cobo]

@@ -8,7 +8,6 @@ masters, three replicas) started for the session when none answers.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
 import subprocess
 import sys
@@ -29,6 +28,7 @@ from gateway.server.serving import ServerThread, free_port
 from gateway.simulation.world import World, gateway_key
 from gateway.upstream.redis_client import build_redis_client, cluster_url_from_seeds, open_pubsub, parse_redis_url
 from gateway.upstream.response_cache import CachedResponse, RedisCache, cache_key, lock_key
+from tests.tooling import serve_process, wait_ready
 from tests.conftest import GraphQLClient
 from tests.redis_cluster import LocalCluster, redis_cluster  # noqa: F401  (the session fixture)
 from tests.tooling import need_redis
@@ -209,23 +209,6 @@ async def test_pub_sub_through_the_built_client(redis_url: str):
 # --------------------------------------------------------------------------- two gateway processes
 
 
-def _serve(config_path: str, port: int) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "gateway", "serve", "--config", config_path,
-                             "--port", str(port), "--log-level", "warning"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-
-
-def _wait_ready(url: str, proc: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.stdout.read().decode()
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url + "/health", timeout=1).status_code == 200:
-                return
-        time.sleep(0.1)
-    raise AssertionError("gateway process did not start")
-
-
 class Pair:
     def __init__(self, world: World, urls: list[str], cluster: LocalCluster):
         self.world, self.urls, self.cluster = world, urls, cluster
@@ -253,11 +236,11 @@ def pair(redis_cluster: LocalCluster, tmp_path_factory) -> Iterator[Pair]:
             limits={"rate_limit_per_s": 10_000, "rate_limit_burst": 10_000,
                     "admin_rate_limit_per_s": 0.001, "admin_rate_limit_burst": 4}))
         ports = [free_port(), free_port()]
-        procs = [_serve(str(config), port) for port in ports]
+        procs = [serve_process(str(config), port) for port in ports]
         try:
             urls = [f"http://127.0.0.1:{port}" for port in ports]
             for url, proc in zip(urls, procs):
-                _wait_ready(url, proc)
+                wait_ready(url, proc, 60)
             yield Pair(world, urls, redis_cluster)
         finally:
             for proc in procs:

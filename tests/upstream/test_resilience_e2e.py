@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import subprocess
-import sys
 import threading
 import time
 from typing import Any, Iterator
@@ -19,6 +17,7 @@ from gateway.sources.catalog import Source
 from gateway.server.serving import ServerThread, free_port
 from gateway.simulation.control import Fault
 from gateway.simulation.world import World
+from tests.tooling import serve_process, wait_ready
 from tests.conftest import GraphQLClient
 from tests.stack import stack
 from tests.tooling import need_redis
@@ -210,23 +209,6 @@ def test_redis_unavailable_keeps_the_gateway_working_and_shows_in_health():
         assert "s3cret-redis-pw" not in health.text
 
 
-def _serve_process(config_path: str, port: int) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "gateway", "serve", "--config", config_path,
-                             "--port", str(port), "--log-level", "warning"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-
-
-def _wait_ready(url: str, proc: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.stdout.read().decode()
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url + "/health", timeout=1).status_code == 200:
-                return
-        time.sleep(0.1)
-    raise AssertionError("gateway process did not start")
-
-
 @contextlib.contextmanager
 def two_processes_sharing_redis(tmp_path: Any) -> Iterator[tuple[World, list[str]]]:
     """The simulators here, and two gateway processes on one config that shares Redis."""
@@ -236,11 +218,11 @@ def two_processes_sharing_redis(tmp_path: Any) -> Iterator[tuple[World, list[str
         config = tmp_path / "gateway.toml"
         config.write_text(world.config_toml(sims.url, cache={"redis_url": REDIS_URL}))
         ports = [free_port(), free_port()]
-        procs = [_serve_process(str(config), port) for port in ports]
+        procs = [serve_process(str(config), port) for port in ports]
         try:
             urls = [f"http://127.0.0.1:{port}" for port in ports]
             for url, proc in zip(urls, procs):
-                _wait_ready(url, proc)
+                wait_ready(url, proc)
             yield world, urls
         finally:
             for proc in procs:
