@@ -16,6 +16,7 @@ from pydantic import Field, SecretStr, ValidationError, create_model, field_vali
 
 from gateway.sources.catalog import SPECS, Source
 from gateway.sources.spec import SourceSpec
+from gateway.store.config import StoreConfig
 from gateway.support.strict_model import StrictModel
 from gateway.upstream.source_config import SourceConfig
 from gateway.support import config_checks as check
@@ -200,6 +201,7 @@ class GatewayConfig(_Model):
     observability: ObservabilityConfig = ObservabilityConfig()
     sources: SourcesConfig = SourcesConfig()
     accounts: list[AccountConfig] = []
+    store: StoreConfig | None = None   # accounts (and history) in a database (gateway/store/)
     registry: dict[str, Any] = {}   # extra chains/assets/tokens, same shape as the data files
     demo: bool = False              # set by the embedded demo only
 

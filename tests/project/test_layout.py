@@ -20,6 +20,7 @@ LEVELS: list[tuple[str, ...]] = [
     ("gateway.upstream",),
     ("gateway.simulation.control",),
     ("gateway.sources",),
+    ("gateway.store",),
     ("gateway.config",),
     ("gateway.accounts",),
     ("resolvers", "gateway.engine"),
