@@ -45,6 +45,10 @@ class GatewayState:
     key_index: dict[bytes, str] = field(default_factory=dict)
     valued: ValuedAccounts = field(default_factory=ValuedAccounts)   # accounts' valued holdings, per set of reads
     account_reads: InFlight = field(default_factory=InFlight)   # whole accounts being read (accounts.fetch_account)
+    # the account registry, with [store] url set (gateway/accounts/): its in-memory accounts
+    # and keys (an AccountDirectory), and the admin operations (a Registry)
+    directory: Any = None
+    registry_admin: Any = None
 
     def __post_init__(self) -> None:
         for account in self.config.accounts:
@@ -54,7 +58,18 @@ class GatewayState:
             self.key_index[configured_digest(key.get_secret_value())] = ADMIN
 
     def account(self, account_id: str) -> AccountConfig | None:
-        return self.config.account(account_id)
+        """The config file's account of that id, else the registry's (memory only)."""
+        found = self.config.account(account_id)
+        if found is None and self.directory is not None:
+            found = self.directory.account(account_id)
+        return found
+
+    def key_owner(self, digest: bytes) -> str | None:
+        """Whose key has this SHA-256 digest: an account id, ADMIN, or None."""
+        owner = self.key_index.get(digest)
+        if owner is None and self.directory is not None:
+            owner = self.directory.owner_of(digest)
+        return owner
 
 
 @dataclass
@@ -73,6 +88,7 @@ class RequestContext:
     loaders: dict[Source, DataLoader]
     is_admin: bool = False
     request_id: str = ""
+    actor: str = ""      # the caller's non-secret credential id, for the registry's audit
     # (account, source) -> problem; each failed source is reported once per request
     upstream_problems: dict[tuple[str, Source], UpstreamProblem] = field(default_factory=dict)
     # errors tied to a path that resolvers chose to report without failing the field

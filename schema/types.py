@@ -9,7 +9,7 @@ from strawberry import Info
 
 from gateway.domain import records
 from resolvers import accounts as account_resolvers
-from resolvers import entities, history, portfolio, roots
+from resolvers import entities, history, portfolio, registry, roots
 from schema.enums import (AmountPrecision, BreakerState, PositionGrouping, PriceReliability, Source, SourceState,
                           WalletKind)
 from schema.inputs import HoldingFilter, HoldingOrder
@@ -226,9 +226,32 @@ class Position:
     holdings: list[Holding]
 
 
+@strawberry.type(description="One identity of an account at a source; a credential shows only its last characters.")
+class SourceLink:
+    source: Source
+    identity: str
+    credential_hint: Optional[str] = strawberry.field(description="at most the last 4 characters of the credential")
+
+
+@strawberry.type(description="A gateway key of the account (never the key itself).")
+class ApiKeyInfo:
+    key_id: strawberry.ID
+    label: Optional[str]
+    created_at: DateTime
+    last_used_at: Optional[DateTime]
+
+
 @strawberry.federation.type(keys=["id"], description="A person or organization, with its identities at each upstream.")
 class Account(Node):
     id: strawberry.ID
+
+    @strawberry.field(description="Its identity at each source, credentials redacted (admins and the account itself).")
+    def links(self) -> list[SourceLink]:
+        return registry.account_links(self)   # type: ignore[return-value]
+
+    @strawberry.field(description="Its gateway keys from the account registry (keys in the config file are not listed).")
+    async def api_keys(self, info: Info) -> list[ApiKeyInfo]:
+        return await registry.account_api_keys(info.context, self)   # type: ignore[return-value]
 
     @strawberry.field
     def wallets(self, info: Info, sources: Optional[list[Source]] = None) -> list[Wallet]:

@@ -22,6 +22,10 @@ class ClientCode(str, Enum):
     FORBIDDEN = "FORBIDDEN"
     NOT_FOUND = "NOT_FOUND"
     INTERNAL = "INTERNAL_SERVER_ERROR"
+    # the account registry (gateway/accounts/)
+    ALREADY_EXISTS = "ALREADY_EXISTS"
+    READ_ONLY_ACCOUNT = "READ_ONLY_ACCOUNT"           # an account of the config file
+    REGISTRY_UNAVAILABLE = "REGISTRY_UNAVAILABLE"     # the store is down (or none is configured)
     MAX_JSON_DEPTH = "MAX_JSON_DEPTH_LIMIT"   # refused at the door: the body or a GET parameter nests too deeply
 
 

@@ -54,7 +54,7 @@ class Authenticator:
         """Looked up by SHA-256 digest: no comparison ever runs on the key itself, so timing
         reveals nothing about the configured keys (the index holds digests only)."""
         digest = key_digest(key)
-        owner = self.state.key_index.get(digest)
+        owner = self.state.key_owner(digest)   # the config's keys, then the registry's
         account = self.state.account(owner) if owner not in (None, ADMIN) else None
         if owner is None or (owner != ADMIN and account is None):
             raise AuthError("the API key is not valid")

@@ -78,6 +78,11 @@ class KeptResponses:
             self.bytes -= len(evicted.body)
         return True
 
+    def clear(self) -> None:
+        """Everything goes (an account changed: any kept response may have shown it)."""
+        self.entries.clear()
+        self.bytes = 0
+
     def _drop(self, key: tuple) -> None:
         stored = self.entries.pop(key, None)
         if stored is not None:

@@ -64,7 +64,9 @@ class ResponseReuse:
         try:
             captured = _Captured(send)
             await self.app(scope, _replay(body, receive), captured)
-            if captured.status == 200 and captured.complete and scope["state"].get("clean_result"):
+            # a mutation (ledger.uncacheable) is never handed to an identical request waiting
+            if captured.status == 200 and captured.complete and scope["state"].get("clean_result") \
+                    and not ledger.uncacheable:
                 shared = (captured.headers, b"".join(captured.body))
         finally:
             if leader is not None:

@@ -47,6 +47,7 @@ from gateway.upstream.resilience import BreakerState, Deadline
 from gateway.policy.kept_responses import KeptResponses
 from gateway.policy.response_reuse import ResponseReuse
 from gateway.sources import build_clients
+from gateway.accounts.service import build_registry, forget_changed_accounts
 from resolvers.context import GatewayState, RequestContext
 from resolvers.loaders import make_loaders
 from schema import schema as default_schema
@@ -88,6 +89,7 @@ class GatewayGraphQL(tracing.TracedOperations, GraphQL):   # a span per operatio
         ctx = RequestContext(state=self.state, caller=getattr(request.state, "caller", None),
                              is_admin=getattr(request.state, "is_admin", False), loaders={},
                              request_id=getattr(request.state, "request_id", ""), deadline=deadline,
+                             actor=getattr(request.state, "client_id", ""),
                              ledger=getattr(request.state, "ledger", None))
         ctx.loaders = make_loaders(self.state.clients, ctx.fetch_options, ctx.default_options)
         request.state.ctx = ctx
@@ -230,6 +232,11 @@ def create_app(config: GatewayConfig, *, extra_routes: list[BaseRoute] | None = 
         cache = build_cache(redis_url, max_entries=config.cache.max_entries)
     state = GatewayState(config=config, registry=registry, clients=build_clients(config, http, registry, cache),
                          cache=cache)
+    accounts = build_registry(config)   # with [store] url: accounts from the database too
+    if accounts is not None:
+        state.directory, state.registry_admin = accounts.directory, accounts.registry
+        for client in state.clients.values():
+            client.upstream.scope_of = accounts.directory.cache_scope
     # One Redis connection for what several processes must share beyond the cache:
     # rate-limit buckets and persisted queries.
     shared_redis = _redis_client(config)
@@ -243,6 +250,8 @@ def create_app(config: GatewayConfig, *, extra_routes: list[BaseRoute] | None = 
         results = KeptResponses([c.upstream.breaker for c in state.clients.values()],
                                 max_entries=config.cache.max_entries, max_bytes=config.cache.responses_max_bytes)
     reuse = ResponseReuse(view, results, coalesce=config.server.coalesce_identical)
+    if accounts is not None:
+        accounts.directory.listeners.append(forget_changed_accounts(state.clients, results))
     graphql = SecurityGate(view, state, rate_limiter, reuse)
     # Observability: per-app Prometheus registry (also attached to every Upstream); tracing if configured.
     view.metrics = reuse.metrics = graphql.metrics = metrics = GatewayMetrics.attach(state.clients)
@@ -251,7 +260,8 @@ def create_app(config: GatewayConfig, *, extra_routes: list[BaseRoute] | None = 
 
     async def health(request: Request) -> JSONResponse:
         """Liveness by default; `/health?ready` adds readiness: breakers and the cache."""
-        body: dict[str, Any] = {"status": "ok", "demo": config.demo, "accounts": len(config.accounts),
+        known = len(config.accounts) + (len(accounts.directory.accounts) if accounts is not None else 0)
+        body: dict[str, Any] = {"status": "ok", "demo": config.demo, "accounts": known,
                                 "sources": [s.value for s in state.clients]}
         if "ready" not in request.query_params:
             return JSONResponse(body)
@@ -264,6 +274,8 @@ def create_app(config: GatewayConfig, *, extra_routes: list[BaseRoute] | None = 
         body.update(status="ready" if ready else "not_ready",
                     breakers={name: {**b, "state": BreakerState(b["state"]).value} for name, b in breakers.items()},
                     cache=cache.describe() if cache is not None else {"backend": "off"})
+        if accounts is not None:   # the database down: known accounts still read, from memory
+            body["registry"] = accounts.directory.describe()
         return JSONResponse(body, status_code=200 if ready else 503)
 
     @contextlib.asynccontextmanager
@@ -277,7 +289,19 @@ def create_app(config: GatewayConfig, *, extra_routes: list[BaseRoute] | None = 
         # `serve --workers N`: this worker's breakers and in-flight calls, where every worker's scrape sees them
         publishing = asyncio.create_task(worker_metrics.publish_every(metrics.publish_live_state)) \
             if metrics.shared else None
+        syncing = None
+        if accounts is not None:
+            try:
+                await accounts.directory.sync()   # the store's accounts before the first request
+            except Exception:
+                log.warning("account registry: the database does not answer at start-up; retrying in the background")
+            syncing = asyncio.create_task(accounts.directory.run())
         yield
+        if syncing is not None:
+            syncing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await syncing
+            await accounts.close()
         if publishing is not None:
             publishing.cancel()
             worker_metrics.worker_stopping()

@@ -79,6 +79,7 @@ class SecurityGate:
             return
         scope["state"]["caller"] = caller.account
         scope["state"]["is_admin"] = caller.is_admin
+        scope["state"]["client_id"] = caller.client_id
         limit = self.state.config.limits.max_body_bytes
         ledger = ReadLedger()    # filled by every upstream read this request causes
         scope["state"]["ledger"] = ledger

@@ -16,7 +16,7 @@ import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import aiohttp
 import httpx
@@ -80,6 +80,9 @@ class Upstream:
         self.normalized: OrderedDict[Any, tuple[SourceFetch, float]] = OrderedDict()
         self.metrics = gateway_metrics.detached()   # the app's own, once create_app attaches them
         self.lane = http_lanes.lane_for(http)
+        # account id -> a scope that enters every cached page's key ("" for none): the account
+        # registry's, so a page read under links an account no longer has is never its again
+        self.scope_of: Callable[[str], str] | None = None
 
     # -- normalized results of cached reads ------------------------------------
     # A cache hit would otherwise re-parse and re-validate the same bytes on every request
@@ -112,6 +115,13 @@ class Upstream:
         self.normalized.move_to_end(identity)
         self._count_cache("hit")
 
+    def forget(self, belongs: Callable[[Any], bool]) -> int:
+        """Drop the normalized reads of the identities `belongs` picks (an account changed)."""
+        gone = [identity for identity in self.normalized if belongs(identity)]
+        for identity in gone:
+            del self.normalized[identity]
+        return len(gone)
+
     def remember(self, identity: Any, fetch: SourceFetch) -> None:
         if self.cache is None or fetch.state is SourceState.FAILED or fetch.fetched_at is None \
                 or any(w.code in _REQUEST_SPECIFIC for w in fetch.warnings):
@@ -129,6 +139,9 @@ class Upstream:
             ledger.other_reads = True
         params_list = _param_list(params)
         credential = "\n".join(f"{k.lower()}:{v}" for k, v in sorted((headers or {}).items()))
+        scope = self.scope_of(fetch.account_id) if self.scope_of is not None else ""
+        if scope:
+            credential += "\nregistry-scope:" + scope
         key = cache_key(self.source.value, url, params_list, credential)
         cached = await self.cache.get(key) if self.cache is not None else None
         if cached is not None and self._serve_cached(fetch, cached, options):

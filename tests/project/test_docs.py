@@ -198,6 +198,7 @@ _CODE_CALLS = {"error_response", "_reject", "_error", "SourceWarning", "_warn", 
 # Upper-case literals that are not codes the gateway emits, and why.
 NOT_ERROR_CODES = {
     "UNKNOWN": "DALP's placeholder symbol for an unresolved yield denomination",
+    "CASCADE": "SQL's ON DELETE action (gateway/accounts/tables.py, the store's migrations)",
 }
 
 
