@@ -150,8 +150,10 @@ def main(argv: list[str] | None = None) -> int:
     export = sub.add_parser("export-schema", help="print the public schema as SDL")
     export.add_argument("--output", "-o")
     export.set_defaults(func=_export_schema)
+    from gateway.server.accounts_cli import add_accounts_commands
     from gateway.server.store_cli import add_store_commands
     add_store_commands(sub)
+    add_accounts_commands(sub)
     args = parser.parse_args(argv)
     configure_logging(getattr(args, "log_format", "text"), getattr(args, "log_level", "info"))
     try:

@@ -57,6 +57,39 @@ def _migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rotate_key(args: argparse.Namespace) -> int:
+    """Re-seal every credential under the first of [store] encryption_keys, while gateways run
+    (they hold credentials decrypted; nothing they read changes)."""
+    from gateway.accounts.service import build_registry
+    from gateway.store.schema_version import startup_problem
+
+    config = store_config(args)
+    if config is None:
+        return 2
+    assert config.store is not None
+
+    async def run() -> tuple[int, int]:
+        problem = await startup_problem(config.store)
+        if problem:
+            raise SystemExit(f"balance-gateway: {problem}")
+        service = build_registry(config)
+        assert service is not None
+        try:
+            return await service.registry.rotate_key()
+        finally:
+            await service.close()
+    try:
+        resealed, current = asyncio.run(run())
+    except SystemExit:
+        raise
+    except Exception as exc:   # a sealed value no configured key opens, or the database went away
+        return _err(f"rotation stopped ({type(exc).__name__}: {exc}); run it again once fixed, "
+                    "values already re-sealed stay so")
+    print(f"store at {config.store.safe_url()}: {resealed} credential(s) re-sealed with the first key, "
+          f"{current} already were; the other keys may now be removed from [store] encryption_keys")
+    return 0
+
+
 def serve_check(config: GatewayConfig) -> str | None:
     """Why `serve` must not start on this config's store (unreachable, out of date); None: go."""
     if config.store is None:
@@ -71,3 +104,6 @@ def add_store_commands(sub: argparse._SubParsersAction) -> None:
     migrate = verbs.add_parser("migrate", help="bring the store's schema up to this release (safe to repeat)")
     migrate.add_argument("--config", help="TOML config file with a [store] block (default: $GATEWAY_CONFIG)")
     migrate.set_defaults(func=_migrate)
+    rotate = verbs.add_parser("rotate-key", help="re-encrypt every stored credential with the first of encryption_keys")
+    rotate.add_argument("--config", help="TOML config file with a [store] block (default: $GATEWAY_CONFIG)")
+    rotate.set_defaults(func=_rotate_key)

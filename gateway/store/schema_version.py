@@ -3,6 +3,7 @@ runs first: a store whose schema is behind this release's migrations is refused 
 message naming the command, never half-used."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from alembic import command
@@ -15,6 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from gateway.store.config import StoreConfig
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+# Alembic tells every run which dialect it uses, at INFO: the commands say what was done instead.
+logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)
 MIGRATE_COMMAND = "balance-gateway store migrate --config PATH"
 
 
