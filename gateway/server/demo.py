@@ -9,10 +9,15 @@ also need the demo key. `serve` keeps the demo on loopback unless told otherwise
 """
 from __future__ import annotations
 
+import atexit
+import base64
 import hmac
 import ipaddress
 import json
+import os
 import shlex
+import shutil
+import tempfile
 from typing import Any
 
 from starlette.applications import Starlette
@@ -32,6 +37,8 @@ SIM_PREFIX = "/_sim"
 # upstream quota to protect; a tight loop still meets 429 (docs/CONFIG.md [limits]).
 DEMO_LIMITS = {"rate_limit_per_s": 100.0, "rate_limit_burst": 600}
 CONTROL = "/_control/"
+# The demo's admin key: GraphiQL users try the account registry's mutations with it.
+DEMO_ADMIN_KEY = "demo-admin-key"
 
 
 def is_loopback(host: str) -> bool:
@@ -69,9 +76,22 @@ def demo_app(host: str, port: int, *, extra_accounts: int = 3) -> Starlette:
     call_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
     root = f"http://{call_host}:{port}{SIM_PREFIX}"
     config = world.gateway_config(root, server=ServerConfig(host=host, port=port, graphiql=True, introspection=True),
-                                  limits=LimitsConfig(**DEMO_LIMITS), demo=True)
+                                  limits=LimitsConfig(**DEMO_LIMITS), demo=True,
+                                  auth={"admin_keys": [DEMO_ADMIN_KEY]}, store=demo_store())
     mounts = [Mount(m.path, app=ControlNeedsDemoKey(m.app)) for m in world.mounts(SIM_PREFIX)]
     return create_app(config, extra_routes=mounts)
+
+def demo_store() -> dict[str, Any]:
+    """A SQLite account registry in a temporary folder (gone when the demo stops), migrated,
+    with a fresh encryption key: the demo's accounts change through the API, nowhere else."""
+    from gateway.store.config import StoreConfig
+    from gateway.store.schema_version import migrate_blocking
+    folder = tempfile.mkdtemp(prefix="balance-gateway-demo-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    store = {"url": f"sqlite:///{folder}/registry.db", "encryption_keys": [base64.b64encode(os.urandom(32)).decode()]}
+    migrate_blocking(StoreConfig.model_validate(store))
+    return store
+
 
 CURL_QUERY = '{ viewer { id holdings(first: 3) { nodes { source amount token { symbol } } } } }'
 
@@ -95,5 +115,7 @@ def demo_banner(host: str, port: int) -> str:
         f"  GraphiQL:  {url}  (open it in a browser)",
         f"  key:       {DEMO_KEY}  (header Authorization: Bearer {DEMO_KEY}; preset in GraphiQL)",
         f"  try:       {curl}",
+        f"  admin key: {DEMO_ADMIN_KEY}  (the account registry's mutations: createAccount, linkSource, issueApiKey, ...;"
+        f" docs/ACCOUNTS.md)",
         f"  {page}",
     ])

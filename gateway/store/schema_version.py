@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -87,3 +88,32 @@ async def startup_problem(config: StoreConfig) -> str | None:
         return str(unreachable(config.safe_url(), exc))
     finally:
         await engine.dispose()
+
+
+def migrate_blocking(config: StoreConfig) -> tuple[set[str], set[str]]:
+    """`migrate` from synchronous code, whether or not an event loop runs in this thread
+    (the embedded demo builds its app before or inside one): in a thread of its own."""
+    import asyncio
+    import threading
+
+    from gateway.store.engine import create_engine
+    out: dict[str, Any] = {}
+
+    async def run() -> tuple[set[str], set[str]]:
+        engine = create_engine(config)
+        try:
+            return await migrate(engine)
+        finally:
+            await engine.dispose()
+
+    def target() -> None:
+        try:
+            out["value"] = asyncio.run(run())
+        except BaseException as exc:   # handed to the caller
+            out["error"] = exc
+    thread = threading.Thread(target=target, name="store-migrate")
+    thread.start()
+    thread.join()
+    if "error" in out:
+        raise out["error"]
+    return out["value"]
