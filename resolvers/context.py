@@ -59,7 +59,7 @@ class GatewayState:
 
     def account(self, account_id: str) -> AccountConfig | None:
         """The config file's account of that id, else the registry's (memory only)."""
-        found = self.config.account(account_id)
+        found = self.config.account(account_id)   # the file wins over a registry account of one id
         if found is None and self.directory is not None:
             found = self.directory.account(account_id)
         return found
@@ -69,6 +69,8 @@ class GatewayState:
         owner = self.key_index.get(digest)
         if owner is None and self.directory is not None:
             owner = self.directory.owner_of(digest)
+            if owner is not None and self.config.account(owner) is not None:
+                return None   # a config account of the same id, added later, takes no registry key
         return owner
 
 

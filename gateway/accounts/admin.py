@@ -101,7 +101,10 @@ class Registry:
 
     async def unlink(self, actor: str, account_id: str, source: str, identity: str | None) -> StoredAccount:
         self._writable(account_id, "accountId")
-        wanted = source_named(source, self.config)
+        try:
+            wanted = source_named(source, self.config)
+        except RegistryError as exc:   # unlinkSource names it `source`, not `link.source`
+            raise bad_input("source", exc.message) from None
 
         async def change(conn: AsyncConnection) -> dict[str, Any]:
             await self._require(conn, account_id)
