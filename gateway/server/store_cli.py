@@ -5,8 +5,10 @@ import argparse
 import asyncio
 import os
 import sys
+from typing import TYPE_CHECKING
 
-from gateway.config import ConfigError, GatewayConfig, load_config
+if TYPE_CHECKING:   # imported when a command runs: the source catalog's plugin errors are reported there (cli.main)
+    from gateway.config import GatewayConfig
 
 
 def _err(message: str) -> int:
@@ -14,7 +16,8 @@ def _err(message: str) -> int:
     return 2
 
 
-def store_config(args: argparse.Namespace) -> GatewayConfig | None:
+def store_config(args: argparse.Namespace) -> "GatewayConfig | None":
+    from gateway.config import ConfigError, load_config
     path = args.config or os.environ.get("GATEWAY_CONFIG")
     if not path:
         _err("give --config PATH (or $GATEWAY_CONFIG) with a [store] block")
@@ -90,7 +93,7 @@ def _rotate_key(args: argparse.Namespace) -> int:
     return 0
 
 
-def serve_check(config: GatewayConfig) -> str | None:
+def serve_check(config: "GatewayConfig") -> str | None:
     """Why `serve` must not start on this config's store (unreachable, out of date); None: go."""
     if config.store is None:
         return None

@@ -40,8 +40,9 @@ def migrated(url: str) -> None:
 
 def registry_config(world: World, sims_url: str, store: dict[str, Any], *, toml_accounts: list[str] | None = None,
                     **overrides: Any) -> dict[str, Any]:
-    raw = world.config_dict(sims_url, auth={"admin_keys": [ADMIN_KEY]}, store=store,
-                            limits={"rate_limit_per_s": 10_000, "rate_limit_burst": 10_000}, **overrides)
+    overrides.setdefault("auth", {"admin_keys": [ADMIN_KEY]})
+    raw = world.config_dict(sims_url, store=store, limits={"rate_limit_per_s": 10_000, "rate_limit_burst": 10_000},
+                            **overrides)
     keep = set(toml_accounts or [])
     raw["accounts"] = [a for a in raw["accounts"] if a["id"] in keep]
     for block in raw["sources"].values():

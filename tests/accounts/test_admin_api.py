@@ -27,12 +27,21 @@ def world_sims(world: World):
         yield server
 
 
+JWT_SECRET = "registry-test-jwt-secret-of-32-bytes!"
+
+
 @pytest.fixture()
-def registry_gateway(world: World, world_sims: ServerThread, store_url: str):
+def registry_store(world: World, world_sims: ServerThread, store_url: str):
     migrated(store_url)
+    auth = {"admin_keys": [ADMIN_KEY], "jwt": {"hs256_secret": JWT_SECRET, "admin_claim": "role"}}
     with serving(registry_config(world, world_sims.url, store_block(store_url), toml_accounts=["demo"],
-                                 cache={"enabled": False})) as server:
-        yield GraphQLClient(server.url)
+                                 cache={"enabled": False}, auth=auth)) as server:
+        yield GraphQLClient(server.url), store_url
+
+
+@pytest.fixture()
+def registry_gateway(registry_store):
+    return registry_store[0]
 
 
 @pytest.fixture(scope="module")
@@ -190,3 +199,52 @@ def clean_world(world: World):
     for control in world.controls.values():
         control.reset()
     yield
+
+
+def jwt_for(**claims) -> str:
+    import time as _time
+
+    import jwt
+    return jwt.encode({"exp": int(_time.time()) + 60, **claims}, JWT_SECRET, algorithm="HS256")
+
+
+def test_admin_jwts_may_change_accounts_and_account_jwts_may_not(registry_gateway):
+    admin_token = jwt_for(sub="backend", role="admin")
+    assert registry_gateway.query(CREATE, {"id": "lee"}, key=admin_token)["data"]["createAccount"]["id"] == "lee"
+    user_token = jwt_for(sub="lee")   # names the account just created: a registry account signs in by JWT
+    assert registry_gateway.query("{ viewer { id } }", key=user_token)["data"]["viewer"]["id"] == "lee"
+    assert codes(registry_gateway.query(DELETE, {"id": "lee"}, key=user_token)) == [("FORBIDDEN", None)]
+
+
+def test_every_change_is_audited_with_who_what_when_and_no_secret(registry_store, world, clean_world):
+    import sqlalchemy as sa
+
+    from gateway.accounts import tables as t
+    from gateway.store.config import StoreConfig
+    from gateway.store.engine import create_engine
+    from tests.store_db import new_encryption_key, run_async
+
+    client, url = registry_store
+    key = onboard(client, world, "alice")
+    admin(client, UNLINK, a="alice", s="CALICO")
+    admin(client, CREATE, id="bad id")                   # refused: not audited
+
+    async def rows():
+        engine = create_engine(StoreConfig.model_validate({"url": url, "encryption_keys": [new_encryption_key()]}))
+        try:
+            async with engine.connect() as conn:
+                return (await conn.execute(sa.select(t.audit).order_by(t.audit.c.id))).mappings().all()
+        finally:
+            await engine.dispose()
+    audit = run_async(rows)
+    assert [r["action"] for r in audit] == ["create_account"] + ["link_source"] * 5 + ["issue_api_key", "unlink_source"]
+    assert {r["account_id"] for r in audit} == {"alice"}
+    assert all(r["actor"].startswith("key:") and len(r["actor"]) == 20 for r in audit)
+    assert all(r["at"] is not None for r in audit)
+    text = " ".join(r["detail"] for r in audit)
+    assert "CALICO" in text and world.accounts["alice"]["cobo"]["wallet_uuids"][0] in text
+    for block in world.accounts["alice"].values():
+        for secret in (block.get("token"), block.get("api_key")):
+            if secret:
+                assert secret not in text
+    assert key not in text and ADMIN_KEY not in text

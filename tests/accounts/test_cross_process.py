@@ -64,10 +64,11 @@ def status_of(client: GraphQLClient, key: str) -> int:
     return client.post("{ viewer { id } }", key=key).status_code
 
 
-def test_a_change_in_one_process_takes_effect_in_the_other_within_a_second(postgres_url, tmp_path):
+def test_a_change_in_one_process_takes_effect_in_the_other_within_a_second(store_url, tmp_path):
+    """On PostgreSQL and on one SQLite file shared by both processes."""
     world = World.generate(0, demo=False, size=5)
     world.add_account("erin", size=5)
-    with two_gateways(world, postgres_url, tmp_path) as (urls, restart):
+    with two_gateways(world, store_url, tmp_path) as (urls, restart):
         writer, reader = GraphQLClient(urls[0]), GraphQLClient(urls[1])
         assert "errors" not in writer.query(CREATE, {"id": "erin"}, key=ADMIN_KEY)
         links = link_inputs(world.accounts["erin"])
@@ -101,7 +102,7 @@ def test_a_change_in_one_process_takes_effect_in_the_other_within_a_second(postg
         figures["revoked key"] = seen_within(lambda: status_of(reader, key) == 401)
         body = reader.post("{ viewer { id } }", key=key).json()
         assert body["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
-        print("\nseen by the other process after (s, measured on a shared machine):",
+        print(f"\n{store_url.split(':')[0]}: seen by the other process after (s, measured on a shared machine):",
               {k: round(v, 3) for k, v in figures.items()})
 
 
