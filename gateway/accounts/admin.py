@@ -23,7 +23,7 @@ from gateway.accounts.directory import AccountDirectory
 from gateway.accounts.errors import RegistryError, bad_input, unavailable
 from gateway.accounts.links import (API_KEY, TOKEN, Link, LinkInput, account_config, check_account_id, merged,
                                     new_links, source_named)
-from gateway.accounts.store import KeyInfo, StoredAccount, load_accounts, now, seal_context, utc
+from gateway.accounts.store import KeyInfo, StoredAccount, load_accounts, now, seal_context
 from gateway.config import GatewayConfig
 from gateway.domain.errors import ClientCode
 

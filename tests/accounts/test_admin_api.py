@@ -3,7 +3,6 @@ linked and keyed through GraphQL answer like the same accounts written in the co
 every refusal has its contract code and calls no upstream."""
 from __future__ import annotations
 
-import httpx
 import pytest
 
 from gateway.server.serving import ServerThread

@@ -10,7 +10,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 from gateway.simulation.world import World, to_toml
 from tests.store_db import new_encryption_key, store_block

@@ -8,7 +8,6 @@ import time
 from typing import Callable, Iterator
 
 import httpx
-import pytest
 
 from gateway.server.serving import ServerThread, free_port
 from gateway.simulation.world import World, to_toml
