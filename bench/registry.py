@@ -1,8 +1,9 @@
 """The account registry at scale, on a fresh PostgreSQL database (127.0.0.1:5432):
 
-- start-up: how long a process takes to load N registry accounts (each with a sealed Calico
-  token and a gateway key) into memory;
-- a request's account and key look-ups once loaded (memory only);
+- start-up: what a process does before it serves (reads where the feed stands; N accounts,
+  each with a sealed Calico token and a gateway key, are not loaded);
+- a request's first look-up of a key it has not seen (one indexed query, the account loaded),
+  and every later one (memory only);
 - propagation: a change made through one process's registry, seen by another's directory
   polling the feed (two engines, as two processes would have).
 
@@ -59,16 +60,20 @@ async def measure(n: int) -> dict[str, float]:
         await populate(engine, box, n)
         started = time.perf_counter()
         directory = AccountDirectory(engine, box, backend="postgresql")
-        await directory.sync()
-        load_s = time.perf_counter() - started
-        assert len(directory.accounts) == n
-        digest = hashlib.sha256(f"key-bench-{n // 2:07d}".encode()).digest()
-        lookups = []
-        for _ in range(1000):
+        await directory.sync()          # what start-up does: nothing is loaded up front
+        start_s = time.perf_counter() - started
+        firsts, laters = [], []
+        for i in range(0, n, max(1, n // 200)):   # 200 accounts spread over the registry
+            digest = hashlib.sha256(f"key-bench-{i:07d}".encode()).digest()
             t0 = time.perf_counter()
+            await directory.ensure_key(digest)    # a request with a key this process has not seen
             owner = directory.owner_of(digest)
-            directory.account(owner)
-            lookups.append(time.perf_counter() - t0)
+            assert owner == f"bench-{i:07d}" and directory.account(owner) is not None
+            firsts.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            await directory.ensure_key(digest)    # every later request of that account
+            directory.account(directory.owner_of(digest))
+            laters.append(time.perf_counter() - t0)
         # propagation: a second "process" (own engine) polling the feed
         other_engine = create_engine(store)
         other = AccountDirectory(other_engine, box, backend="postgresql")
@@ -82,6 +87,7 @@ async def measure(n: int) -> dict[str, float]:
         for i in range(10):
             account_id = f"late-{i}"
             await registry.create_account("bench", account_id)
+            await other.ensure_account(account_id)   # the other process holds it (it has served it)
             await registry.link("bench", account_id, LinkInput(source="CALICO", token=f"late-token-{i}"))
             committed = time.perf_counter()
             while other.account(account_id) is None or other.account(account_id).calico is None:
@@ -90,7 +96,8 @@ async def measure(n: int) -> dict[str, float]:
         watching.cancel()
         await other_engine.dispose()
         await engine.dispose()
-        return {"load_s": load_s, "lookup_us": statistics.median(lookups) * 1e6,
+        return {"start_ms": start_s * 1000, "first_ms": statistics.median(firsts) * 1000,
+                "first_max_ms": max(firsts) * 1000, "later_us": statistics.median(laters) * 1e6,
                 "seen_median_ms": statistics.median(seen) * 1000, "seen_max_ms": max(seen) * 1000}
 
 
@@ -99,11 +106,12 @@ def main() -> None:
     parser.add_argument("--accounts", type=int, nargs="+", default=[1_000, 10_000])
     args = parser.parse_args()
     print("account registry on PostgreSQL (measured on a shared machine)")
-    print(f"{'accounts':>9} {'start-up load':>14} {'look-up':>9} {'change seen by another process':>32}")
+    print(f"{'accounts':>9} {'start-up':>9} {'first request (median, max)':>28} {'later':>8} "
+          f"{'change seen by another process':>32}")
     for n in args.accounts:
         r = asyncio.run(measure(n))
-        print(f"{n:>9} {r['load_s']:>12.2f} s {r['lookup_us']:>6.1f} µs "
-              f"{r['seen_median_ms']:>14.0f} ms median, {r['seen_max_ms']:.0f} ms max")
+        print(f"{n:>9} {r['start_ms']:>6.1f} ms {r['first_ms']:>10.2f} ms, {r['first_max_ms']:>6.2f} ms max "
+              f"{r['later_us']:>5.1f} µs {r['seen_median_ms']:>14.0f} ms median, {r['seen_max_ms']:.0f} ms max")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from gateway.domain.records import (HoldingRecord, SourceError, SourceFetch, Sou
                              SourceWarning, WalletRecord)
 from gateway.sources.catalog import Source
 from gateway.upstream.resilience import BreakerState
+from gateway.accounts.errors import RegistryError
 from resolvers.context import RequestContext
 from resolvers.errors import client_error
 
@@ -49,6 +50,20 @@ def authorize(ctx: RequestContext, account_id: str) -> AccountRef:
     if account is None:
         raise client_error(ClientCode.NOT_FOUND, f"no account {account_id!r}")
     return AccountRef(id=account.id, config=account)
+
+
+async def load(ctx: RequestContext, account_id: object) -> None:
+    """An admin may read any account: one of the registry's is loaded on first use
+    (REGISTRY_UNAVAILABLE when the database does not answer). Others read only their own,
+    which authentication loaded."""
+    directory = ctx.state.directory
+    if not ctx.is_admin or directory is None or not isinstance(account_id, str) or len(account_id) > 128 \
+            or ctx.state.config.account(account_id) is not None:
+        return
+    try:
+        await directory.ensure_account(account_id)
+    except RegistryError as exc:
+        raise client_error(exc.code, exc.message) from None
 
 
 def configured_sources(ctx: RequestContext, account: AccountConfig) -> list[Source]:

@@ -14,7 +14,7 @@ from gateway.domain import ids
 from gateway.domain.errors import ClientCode
 from gateway.domain.records import Token, WalletRecord
 from resolvers import roots
-from resolvers.accounts import AccountRef, account_view, authorize
+from resolvers.accounts import AccountRef, account_view, authorize, load
 from resolvers.context import RequestContext
 from resolvers.errors import client_error
 
@@ -25,8 +25,9 @@ def _key(entity_id: Any, type_name: str) -> str:
     return entity_id
 
 
-def account(ctx: RequestContext, account_id: Any) -> AccountRef:
+async def account(ctx: RequestContext, account_id: Any) -> AccountRef:
     # Data is read lazily by the selected fields; all of them share the account's one view.
+    await load(ctx, account_id)
     return authorize(ctx, _key(account_id, "Account"))
 
 
@@ -35,6 +36,7 @@ async def wallet(ctx: RequestContext, wallet_id: Any) -> WalletRecord | None:
     decoded = ids.decode(wallet_id)
     if not decoded or decoded[0] != "Wallet" or len(decoded[1]) < 3:
         return None                      # not a wallet id: no such entity
+    await load(ctx, decoded[1][1])
     ref = authorize(ctx, decoded[1][1])  # the opaque id names its account
     view = await account_view(ctx, ref.config)
     return next((w for w in view.wallets if w.id == wallet_id), None)

@@ -8,7 +8,7 @@ from gateway.domain import ids
 from gateway.domain.errors import ClientCode
 from gateway.domain.records import Asset, Token
 from gateway.domain.tokens import token_key
-from resolvers.accounts import AccountRef, account_view, authorize
+from resolvers.accounts import AccountRef, account_view, authorize, load
 from resolvers.context import RequestContext
 from resolvers.errors import client_error
 
@@ -28,18 +28,20 @@ def viewer(ctx: RequestContext, max_age: int | None = None, refresh: bool = Fals
     return AccountRef(id=ctx.caller.id, config=ctx.caller)
 
 
-def account(ctx: RequestContext, account_id: str, max_age: int | None = None, refresh: bool = False) -> AccountRef:
+async def account(ctx: RequestContext, account_id: str, max_age: int | None = None, refresh: bool = False) -> AccountRef:
+    await load(ctx, account_id)
     ref = authorize(ctx, account_id)
     ctx.ask(ref.id, _freshness(max_age), refresh)
     return ref
 
 
-def accounts(ctx: RequestContext, account_ids: list[str], path: list[Any], max_age: int | None = None,
-             refresh: bool = False) -> list[AccountRef | None]:
+async def accounts(ctx: RequestContext, account_ids: list[str], path: list[Any], max_age: int | None = None,
+                   refresh: bool = False) -> list[AccountRef | None]:
     freshness = _freshness(max_age)
     out: list[AccountRef | None] = []
     for index, account_id in enumerate(account_ids):
         try:
+            await load(ctx, account_id)
             out.append(authorize(ctx, account_id))
             ctx.ask(account_id, freshness, refresh)
         except Exception as exc:  # a GraphQLError from authorize: report it at its index
@@ -53,12 +55,14 @@ async def node(ctx: RequestContext, node_id: str) -> Any:
     decoded = ids.decode(node_id)
     if decoded and decoded[0] in ("Wallet", "Holding") and len(decoded[1]) >= 3:
         type_name, (_, account_id, *_) = decoded
+        await load(ctx, account_id)
         view = await account_view(ctx, authorize(ctx, account_id).config)
         items = view.wallets if type_name == "Wallet" else view.holdings
         return next((item for item in items if item.id == node_id), None)
     if ":" not in node_id and "/" not in node_id:
         # Account ids cannot hold ':' (token ids always do): answer every account-shaped id
         # like account(id:), so node() cannot be used to probe which accounts exist.
+        await load(ctx, node_id)
         if ctx.is_admin and ctx.state.account(node_id) is None:
             return None
         return authorize(ctx, node_id)

@@ -23,13 +23,13 @@ class Query:
         return roots.viewer(info.context, max_age, refresh)
 
     @strawberry.field(description="An account by id (FORBIDDEN unless it is the caller's).")
-    def account(self, info: Info, id: strawberry.ID, max_age: MaxAge = None, refresh: Refresh = False) -> Optional[Account]:
-        return roots.account(info.context, id, max_age, refresh)
+    async def account(self, info: Info, id: strawberry.ID, max_age: MaxAge = None, refresh: Refresh = False) -> Optional[Account]:
+        return await roots.account(info.context, id, max_age, refresh)
 
     @strawberry.field(description="Several accounts; a forbidden one is null with an error at its index.")
-    def accounts(self, info: Info, ids: list[strawberry.ID], max_age: MaxAge = None,
-                 refresh: Refresh = False) -> list[Optional[Account]]:
-        return roots.accounts(info.context, ids, list(info.path.as_list()), max_age, refresh)
+    async def accounts(self, info: Info, ids: list[strawberry.ID], max_age: MaxAge = None,
+                       refresh: Refresh = False) -> list[Optional[Account]]:
+        return await roots.accounts(info.context, ids, list(info.path.as_list()), max_age, refresh)
 
     @strawberry.field(description="Any Account, Wallet, Holding or Token by its id.")
     async def node(self, info: Info, id: strawberry.ID) -> Optional[Node]:

@@ -287,5 +287,5 @@ class Account(Node):
     is_type_of = record_check(account_resolvers.AccountRef)
 
     @classmethod
-    def resolve_reference(cls, info: Info, id: Optional[strawberry.ID] = None, **_: object) -> object:
-        return entities.account(info.context, id)  # federation `_entities`, authorized like `account(id)`
+    async def resolve_reference(cls, info: Info, id: Optional[strawberry.ID] = None, **_: object) -> object:
+        return await entities.account(info.context, id)  # federation `_entities`, authorized like `account(id)`

@@ -261,6 +261,10 @@ class Registry:
                            .values(cache_epoch=t.accounts.c.cache_epoch + 1))
 
     async def _stored(self, account_id: str) -> StoredAccount:
+        try:
+            await self.directory.ensure_account(account_id)
+        except RegistryError:
+            pass
         stored = self.directory.accounts.get(account_id)
         if stored is None:   # committed, but this process could not read it back yet
             raise unavailable("the change was saved, but could not be read back; it applies within a second")

@@ -45,6 +45,26 @@ class Authenticator:
         self.jwt = state.config.auth.jwt
         self._keys = _load_jwks(self.jwt.jwks_file) if self.jwt and self.jwt.jwks_file else None
 
+    async def prepare(self, credential: str) -> None:
+        """Bring the account a credential may name into memory (the account registry loads
+        accounts on first use); raises RegistryError REGISTRY_UNAVAILABLE when it cannot
+        look. The credential is not judged here: `identify` does that, on memory only."""
+        directory = self.state.directory
+        if directory is None:
+            return
+        if self.jwt is not None and looks_like_jwt(credential):
+            try:   # only to know which account to load; the signature is checked by identify
+                claims = jwt.decode(credential, options={"verify_signature": False})
+            except jwt.PyJWTError:
+                return
+            account_id = claims.get(self.jwt.account_claim)
+            if isinstance(account_id, str) and self.state.config.account(account_id) is None and len(account_id) <= 128:
+                await directory.ensure_account(account_id)
+            return
+        digest = key_digest(credential)
+        if digest not in self.state.key_index:
+            await directory.ensure_key(digest)
+
     def identify(self, credential: str) -> Caller:
         if self.jwt is not None and looks_like_jwt(credential):
             return self._from_jwt(credential, self.jwt)

@@ -15,6 +15,7 @@ from typing import Any
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
+from gateway.accounts.errors import RegistryError
 from gateway.policy.auth import Authenticator, AuthError, presented_credential
 from gateway.domain.errors import ClientCode
 from gateway.observability.logs import REQUEST_ID
@@ -118,6 +119,11 @@ class SecurityGate:
             return error_response(ClientCode.UNAUTHENTICATED.value,
                                   "send your account key as `Authorization: Bearer <key>` or `X-API-Key: <key>`",
                                   401, {"www-authenticate": 'Bearer realm="balance-gateway"'}), None
+        try:
+            await self.auth.prepare(credential)
+        except RegistryError:
+            return error_response("REGISTRY_UNAVAILABLE", "the account registry does not answer; retry later",
+                                  503, {"retry-after": "1"}), None
         try:
             caller = self.auth.identify(credential)
         except AuthError as exc:

@@ -58,10 +58,16 @@ def test_the_database_going_down_and_back(postgres_url):
                 assert answer.status_code == 200, answer.text
                 assert [e["extensions"]["code"] for e in answer.json()["errors"]] == ["REGISTRY_UNAVAILABLE"]
                 assert time.monotonic() - started < 5
-            assert client.post("{ viewer { id } }", key="bgk_never-issued").status_code == 401
+            # a key this process never saw cannot be looked up: 503, not a (false) 401
+            unknown = client.post("{ viewer { id } }", key="bgk_never-seen")
+            assert unknown.status_code == 503 and unknown.headers["retry-after"] == "1"
+            assert unknown.json()["errors"][0]["extensions"]["code"] == "REGISTRY_UNAVAILABLE"
+            cold = client.query("{ account(id: \"someone-else\") { id } }", key=ADMIN_KEY)
+            assert [e["extensions"]["code"] for e in cold["errors"]] == ["REGISTRY_UNAVAILABLE"]
 
             proxy.up()
             wait_for(lambda: registry_health(server.url)["state"] == "ok")
+            assert client.post("{ viewer { id } }", key="bgk_never-seen").status_code == 401
             assert "errors" not in client.query(CREATE, {"id": "kim"}, key=ADMIN_KEY)
             listing = client.query("{ accounts(ids: [\"jo\", \"kim\"]) { id links { source } } }", key=ADMIN_KEY)
             jo, kim = listing["data"]["accounts"]
