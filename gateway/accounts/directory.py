@@ -146,16 +146,18 @@ class AccountDirectory:
     async def _sync(self) -> set[str]:
         async with self.engine.connect() as conn:
             version = await feed_version(conn)
-            if self.version < 0:   # the first sync: where the feed stands; nothing is loaded up front
-                self.version = version
-                return set()
-            if version == self.version:
-                return set()
-            changes = await changed_since(conn, self.version)
-            if changes and changes[0][0] == self.version + 1 and changes[-1][0] == version:
-                ids = {a for _, a in changes}
-            else:   # the feed was pruned past where this process stopped: all it holds may have changed
+            if self.version < 0:
+                # the first sync: where the feed stands; nothing is loaded up front (what was
+                # loaded before it, with the database late at start-up, is read again)
                 ids = set(self.accounts) | self._absent_ids
+            elif version == self.version:
+                return set()
+            else:
+                changes = await changed_since(conn, self.version)
+                if changes and changes[0][0] == self.version + 1 and changes[-1][0] == version:
+                    ids = {a for _, a in changes}
+                else:   # the feed was pruned past where this process stopped: all it holds may have changed
+                    ids = set(self.accounts) | self._absent_ids
             self._absent_ids -= ids
             self._absent_keys.clear()   # a key issued since may be one asked for before
             held = sorted(ids & set(self.accounts))

@@ -292,7 +292,7 @@ def create_app(config: GatewayConfig, *, extra_routes: list[BaseRoute] | None = 
         syncing = None
         if accounts is not None:
             try:
-                await accounts.directory.sync()   # the store's accounts before the first request
+                await accounts.directory.sync()   # where the change feed stands (accounts load on first use)
             except Exception:
                 log.warning("account registry: the database does not answer at start-up; retrying in the background")
             syncing = asyncio.create_task(accounts.directory.run())
