@@ -16,6 +16,7 @@ from gateway.upstream.resilience import Deadline
 from gateway.upstream.ledger import ReadLedger
 from gateway.upstream.pipeline import FetchOptions
 from gateway.sources.base import SourceClient
+from gateway.fx.rates import FxTable
 from resolvers.valuation import ValuedAccounts
 
 
@@ -45,6 +46,8 @@ class GatewayState:
     key_index: dict[bytes, str] = field(default_factory=dict)
     valued: ValuedAccounts = field(default_factory=ValuedAccounts)   # accounts' valued holdings, per set of reads
     account_reads: InFlight = field(default_factory=InFlight)   # whole accounts being read (accounts.fetch_account)
+    fx: FxTable = field(default_factory=FxTable)    # exchange rates ([fx])
+    history: Any = None                               # gateway.history.recorder.History, when [history] is on
 
     def __post_init__(self) -> None:
         for account in self.config.accounts:
@@ -55,6 +58,17 @@ class GatewayState:
 
     def account(self, account_id: str) -> AccountConfig | None:
         return self.config.account(account_id)
+
+    @property
+    def currencies(self) -> set[str]:
+        """Currencies anything can be valued in: USD (Calico's and OneBalance's values), each
+        source's own base currency (DALP's `base_currency`), and those the rates convert."""
+        native = {"USD"}
+        for source in self.clients:
+            base = getattr(self.config.sources.get(source), "base_currency", None)
+            if base:
+                native.add(base.upper())
+        return native | self.fx.currencies()
 
 
 @dataclass

@@ -94,10 +94,25 @@ class Token(Node):
         return entities.token(info.context, id)   # federation `_entities`, like `token(id)`
 
 
-@strawberry.type(description="An amount with its currency.")
+@strawberry.type(description="An exchange rate: one unit of `base` costs `rate` units of `quote`.")
+class FxRate:
+    pair: str = strawberry.field(description='"BASE/QUOTE", e.g. "EUR/USD".')
+    base: str
+    quote: str
+    rate: Decimal
+    at: DateTime = strawberry.field(description="When the rate was set (config loaded) or quoted (provider).")
+    source: str = strawberry.field(description='"config" (the static [fx.rates] table) or "provider".')
+    inverted: bool = strawberry.field(
+        description="Applied as 1/rate (quote into base): the quotient is rounded half-even to 28 significant digits.")
+
+
+@strawberry.type(description="An amount with its currency, and the exchange rates behind it when it was converted.")
 class Money:
     amount: Decimal
     currency: str
+    rate: Optional[FxRate] = strawberry.field(
+        description="The rate this figure was converted with; null when nothing was converted or several rates were (see `rates`).")
+    rates: list[FxRate] = strawberry.field(description="Every rate used to convert this figure (empty when none).")
 
 
 @strawberry.type(description="Price of one whole token.")

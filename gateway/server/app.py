@@ -31,6 +31,7 @@ from gateway.observability import tracing, worker_metrics
 from gateway.policy import json_depth
 from gateway.support import safe_json
 from gateway.upstream.response_cache import build_cache
+from gateway.fx.rates import FxTable
 from gateway.config import GatewayConfig
 from gateway.domain.errors import ClientCode
 from gateway.server.gate import SecurityGate
@@ -229,7 +230,7 @@ def create_app(config: GatewayConfig, *, extra_routes: list[BaseRoute] | None = 
         redis_url = config.cache.redis_url.get_secret_value() if config.cache.redis_url else None
         cache = build_cache(redis_url, max_entries=config.cache.max_entries)
     state = GatewayState(config=config, registry=registry, clients=build_clients(config, http, registry, cache),
-                         cache=cache)
+                         cache=cache, fx=FxTable.from_config(config.fx))
     # One Redis connection for what several processes must share beyond the cache:
     # rate-limit buckets and persisted queries.
     shared_redis = _redis_client(config)
