@@ -17,6 +17,7 @@ from pydantic import Field, SecretStr, ValidationError, create_model, field_vali
 from gateway.fx.config import FxConfig
 from gateway.sources.catalog import SPECS, Source
 from gateway.sources.spec import SourceSpec
+from gateway.store.config import StoreConfig
 from gateway.support.strict_model import StrictModel
 from gateway.upstream.source_config import SourceConfig
 from gateway.support import config_checks as check
@@ -170,20 +171,6 @@ class ObservabilityConfig(_Model):
     _otlp = field_validator("otlp_endpoint")(lambda v: v if v is None else check.http_url(v))
 
 
-class StoreConfig(_Model):
-    """`[store]`: the database of the account registry and of the value history.
-    `sqlite:///path/file.db` or `postgresql://user@host:5432/db` (async drivers are chosen)."""
-    url: SecretStr
-
-    @field_validator("url")
-    @classmethod
-    def _usable(cls, v: SecretStr) -> SecretStr:
-        text = v.get_secret_value()
-        if not re.match(r"^(sqlite(\+aiosqlite)?:///.+|postgres(ql)?(\+asyncpg)?://.+)$", text):
-            raise ValueError("must be sqlite:///PATH or postgresql://USER@HOST:PORT/DB")
-        return v
-
-
 class HistoryConfig(_Model):
     """`[history]`: snapshots of each account's valued holdings (gateway/history/, docs/HISTORY.md)."""
     enabled: bool = True                  # with a [store]; without one there is no history
@@ -230,9 +217,9 @@ class GatewayConfig(_Model):
     observability: ObservabilityConfig = ObservabilityConfig()
     sources: SourcesConfig = SourcesConfig()
     accounts: list[AccountConfig] = []
+    store: StoreConfig | None = None   # accounts (and history) in a database (gateway/store/)
     registry: dict[str, Any] = {}   # extra chains/assets/tokens, same shape as the data files
     fx: FxConfig = FxConfig()               # exchange rates (gateway/fx/)
-    store: StoreConfig | None = None        # the database (history; the account registry)
     history: HistoryConfig = HistoryConfig()   # value history snapshots (gateway/history/)
     demo: bool = False              # set by the embedded demo only
 

@@ -11,6 +11,8 @@ from gateway.server.app import create_app
 from gateway.sources.catalog import Source
 from gateway.server.serving import ServerThread
 from gateway.simulation.world import World, simulator_module
+# fresh PostgreSQL databases and SQLite files for the store's tests
+from tests.store_db import postgres_url, sqlite_url, store_url  # noqa: F401
 
 ADMIN_KEY = "admin-key-for-tests"
 

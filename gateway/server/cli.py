@@ -1,4 +1,4 @@
-"""`balance-gateway serve|check-config|export-schema` (also `python -m gateway`)."""
+"""`balance-gateway serve|check-config|export-schema|store|accounts` (also `python -m gateway`)."""
 from __future__ import annotations
 
 import argparse
@@ -47,6 +47,11 @@ def _serve(args: argparse.Namespace) -> int:
             config = load_config(config_path)   # fail fast, in the parent, with a clear message
         except ConfigError as exc:
             print(f"balance-gateway: {exc}", file=sys.stderr)
+            return 2
+        from gateway.server.store_cli import serve_check
+        problem = serve_check(config)
+        if problem:
+            print(f"balance-gateway: {problem}", file=sys.stderr)
             return 2
         server = config.server
         host = args.host or config.server.host
@@ -145,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     export = sub.add_parser("export-schema", help="print the public schema as SDL")
     export.add_argument("--output", "-o")
     export.set_defaults(func=_export_schema)
+    from gateway.server.store_cli import add_store_commands
+    add_store_commands(sub)
     args = parser.parse_args(argv)
     configure_logging(getattr(args, "log_format", "text"), getattr(args, "log_level", "info"))
     try:

@@ -20,6 +20,7 @@ LEVELS: list[tuple[str, ...]] = [
     ("gateway.upstream",),
     ("gateway.simulation.control",),
     ("gateway.sources", "gateway.fx"),
+    ("gateway.store",),
     ("gateway.config",),
     ("gateway.accounts",),
     ("gateway.history",),
