@@ -2,16 +2,16 @@
 resolvers/ (matching attribute names), so no per-field wrapping; methods delegate to resolvers/."""
 from __future__ import annotations
 
-from typing import Generic, Optional, TypeVar
+from typing import Annotated, Generic, Optional, TypeVar
 
 import strawberry
 from strawberry import Info
 
 from gateway.domain import records
 from resolvers import accounts as account_resolvers
-from resolvers import entities, history, portfolio, roots
-from schema.enums import (AmountPrecision, BreakerState, PositionGrouping, PriceReliability, Source, SourceState,
-                          WalletKind)
+from resolvers import entities, history, portfolio, roots, value_history
+from schema.enums import (AmountPrecision, BreakerState, HistoryInterval, PositionGrouping, PriceReliability, Source,
+                          SourceState, WalletKind)
 from schema.inputs import HoldingFilter, HoldingOrder
 from schema.scalars import AssetType, BigInt, ChainId, DateTime, Decimal
 
@@ -241,6 +241,26 @@ class Position:
     holdings: list[Holding]
 
 
+@strawberry.type(description="An account's value at one time in its history.")
+class ValuePoint:
+    at: DateTime = strawberry.field(description="When the snapshot behind this point was taken (the interval's last).")
+    value: Optional[Money] = strawberry.field(
+        description="Converted at the rates of that time; null when no source had data then.")
+    complete: bool = strawberry.field(
+        description="False when a source had failed or was partial, a holding was unpriced, or a currency had no rate then.")
+    sources: list[Source] = strawberry.field(description="The sources whose data this point holds.")
+
+
+@strawberry.type(description="An account's holdings as a snapshot recorded them.")
+class HoldingSnapshot:
+    taken_at: DateTime
+    holdings: list[Holding] = strawberry.field(description="As `holdings` answered then (no testnets, no zero amounts).")
+
+    @strawberry.field(description="As `totalValue` answered then: that time's holdings, sources' states and rates.")
+    def total_value(self, info: Info, currency: str = "USD") -> ValueTotal:
+        return value_history.snapshot_total(info.context, self, currency)   # type: ignore[arg-type]
+
+
 @strawberry.federation.type(keys=["id"], description="A person or organization, with its identities at each upstream.")
 class Account(Node):
     id: strawberry.ID
@@ -271,6 +291,20 @@ class Account(Node):
     async def balance_history(self, info: Info, currency: Optional[str] = None, type: Optional[str] = None,
                               first: Optional[int] = None, after: Optional[str] = None) -> Connection[BalanceChange]:
         return await history.account_history(info.context, self, currency, type, first, after)
+
+    @strawberry.field(description="The account's value over time, one point per interval with a snapshot "
+                                  "(snapshots are taken when the account is read; docs/HISTORY.md). "
+                                  "Without `from`: the 30 intervals up to `to` (default: now).")
+    async def value_history(self, info: Info, currency: str = "USD",
+                            from_: Annotated[Optional[DateTime], strawberry.argument(name="from")] = None,
+                            to: Optional[DateTime] = None,
+                            interval: HistoryInterval = HistoryInterval.DAY) -> list[ValuePoint]:
+        return await value_history.value_history(info.context, self, currency, from_, to,   # type: ignore[return-value]
+                                                 interval.value)
+
+    @strawberry.field(description="The last snapshot taken at or before `at`; null before the first.")
+    async def holdings_at(self, info: Info, at: DateTime) -> Optional[HoldingSnapshot]:
+        return await value_history.holdings_at(info.context, self, at)   # type: ignore[return-value]
 
     @strawberry.field(description="Every source, with how it answered (NOT_CONFIGURED when unused).")
     async def sources(self, info: Info) -> list[SourceStatus]:

@@ -32,6 +32,7 @@ from gateway.policy import json_depth
 from gateway.support import safe_json
 from gateway.upstream.response_cache import build_cache
 from gateway.fx.rates import FxTable
+from gateway.history.service import History
 from gateway.config import GatewayConfig
 from gateway.domain.errors import ClientCode
 from gateway.server.gate import SecurityGate
@@ -230,7 +231,7 @@ def create_app(config: GatewayConfig, *, extra_routes: list[BaseRoute] | None = 
         redis_url = config.cache.redis_url.get_secret_value() if config.cache.redis_url else None
         cache = build_cache(redis_url, max_entries=config.cache.max_entries)
     state = GatewayState(config=config, registry=registry, clients=build_clients(config, http, registry, cache),
-                         cache=cache, fx=FxTable.from_config(config.fx))
+                         cache=cache, fx=FxTable.from_config(config.fx), history=History.from_config(config))
     # One Redis connection for what several processes must share beyond the cache:
     # rate-limit buckets and persisted queries.
     shared_redis = _redis_client(config)
@@ -278,7 +279,11 @@ def create_app(config: GatewayConfig, *, extra_routes: list[BaseRoute] | None = 
         # `serve --workers N`: this worker's breakers and in-flight calls, where every worker's scrape sees them
         publishing = asyncio.create_task(worker_metrics.publish_every(metrics.publish_live_state)) \
             if metrics.shared else None
+        if state.history is not None:
+            state.history.start()
         yield
+        if state.history is not None:
+            await state.history.close()
         if publishing is not None:
             publishing.cancel()
             worker_metrics.worker_stopping()
