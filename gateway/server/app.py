@@ -33,6 +33,7 @@ from gateway.support import safe_json
 from gateway.upstream.response_cache import build_cache
 from gateway.fx.rates import FxTable
 from gateway.history.service import History
+from resolvers.snapshot_refresh import refresh_forever
 from gateway.config import GatewayConfig
 from gateway.domain.errors import ClientCode
 from gateway.server.gate import SecurityGate
@@ -281,6 +282,9 @@ def create_app(config: GatewayConfig, *, extra_routes: list[BaseRoute] | None = 
             if metrics.shared else None
         if state.history is not None:
             state.history.start()
+            if config.history.refresh_every_s is not None:
+                state.history.tasks.append(asyncio.create_task(
+                    refresh_forever(state, config.history.refresh_every_s), name="history-refresh"))
         yield
         if state.history is not None:
             await state.history.close()

@@ -197,3 +197,14 @@ def test_a_failing_store_never_fails_the_read_and_is_logged_without_secrets(tmp_
                 time.sleep(0.02)
     lines = [r.getMessage() for r in caplog.records if r.name == "gateway.history"]
     assert lines and all("OperationalError" in line and "sqlite" not in line for line in lines)
+
+
+def test_the_background_snapshotter_records_accounts_nobody_reads(sqlite_url: str):
+    world = World.generate(2, size=4)
+    with history_stack(migrated(sqlite_url), world, refresh_every_s=0.2) as (_, client, history):
+        settle(history, 3)   # demo, user-0001, user-0002: without a single client read
+        assert _requests(world) > 0
+        point = client.query(SERIES, {"c": "USD", "i": "DAY", "from": None, "to": None})["data"]["viewer"]["valueHistory"]
+        assert point and point[-1]["sources"] == ["CALICO", "CRYPTOFUSE", "ONEBALANCE", "COBO", "DALP"]
+        other = client.query(AT, {"at": _now()}, key="user-0001-key")["data"]["viewer"]["holdingsAt"]
+        assert other is not None and other["holdings"]
