@@ -11,7 +11,6 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BeforeValidator, Field, field_validator
 
-from gateway.support import config_checks as check
 from gateway.support.strict_model import StrictModel
 
 CURRENCY = re.compile(r"^[A-Z0-9]{2,12}$")
@@ -59,37 +58,8 @@ Pair = Annotated[str, AfterValidator(_pair)]
 RateText = Annotated[str, BeforeValidator(_quoted), AfterValidator(_rate)]
 
 
-class FxProviderConfig(StrictModel):
-    """An HTTP rate provider: `GET {url}/rates?base=EUR&symbols=USD,GBP` answering
-    `{"base": "EUR", "at": "<ISO-8601>", "rates": {"USD": "1.0850", ...}}` (decimal strings)."""
-    base_url: str
-    # The currencies it is asked about: a currency outside these and the static table is
-    # refused (BAD_USER_INPUT) before anything is read, without asking the provider.
-    currencies: list[str] = Field(min_length=1)
-    cache_ttl_s: float = Field(300.0, gt=0)      # a quote is reused this long
-    max_stale_s: float = Field(86_400.0, ge=0)   # then served only while the provider fails
-    timeout_s: float = Field(5.0, gt=0, le=120)
-    max_retries: int = Field(1, ge=0, le=10)
-    breaker_failures: int = Field(5, ge=1)
-    breaker_cooldown_s: float = Field(30.0, gt=0)
-
-    @field_validator("base_url")
-    @classmethod
-    def _url(cls, v: str) -> str:
-        return check.http_url(v).rstrip("/")
-
-    @field_validator("currencies")
-    @classmethod
-    def _currencies(cls, v: list[str]) -> list[str]:
-        out = [c.upper() for c in v]
-        if not all(CURRENCY.match(c) for c in out):
-            raise ValueError("each currency is 2-12 letters or digits (EUR)")
-        return list(dict.fromkeys(out))
-
-
 class FxConfig(StrictModel):
     rates: dict[Pair, RateText] = {}
-    provider: FxProviderConfig | None = None
 
     @field_validator("rates")
     @classmethod

@@ -61,8 +61,8 @@ def convert_sums(sums: Mapping[str, Decimal], target: str,
 
 @dataclass
 class FxTable:
-    """The static `[fx.rates]` (timed when the config was loaded) and, when a provider is
-    configured, its quotes as last fetched (gateway/fx/provider.py keeps them fresh)."""
+    """The static `[fx.rates]` (timed when the config was loaded) and `quoted`, the place for
+    a rate provider's quotes (none is built yet: docs/HISTORY.md, "Not yet")."""
     static: dict[tuple[str, str], FxRate] = field(default_factory=dict)
     quoted: dict[tuple[str, str], FxRate] = field(default_factory=dict)
     provider_currencies: frozenset[str] = frozenset()
@@ -74,8 +74,7 @@ class FxTable:
         for pair, text in config.rates.items():
             base, quote = split_pair(pair)
             static[(base, quote)] = FxRate(base=base, quote=quote, rate=parse_rate(text), at=at, source=STATIC)
-        currencies = frozenset(config.provider.currencies) if config.provider else frozenset()
-        return cls(static=static, provider_currencies=currencies)
+        return cls(static=static)
 
     def currencies(self) -> set[str]:
         """Every currency some rate (or the provider) can convert."""
