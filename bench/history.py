@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import random
 import statistics
@@ -177,47 +178,59 @@ def over_http(url: str, accounts: int, days: int, samples: int) -> list[float]:
     return times
 
 
-def snapshot_delay(url: str, reads: int) -> None:
-    """Reads of one account with history off, on, and on with every write blocked."""
+def snapshot_delay(url: str, blocked_url: str, reads: int) -> None:
+    """The same reads against three gateways side by side, interleaved one read each in turn
+    (so machine noise falls on all three alike): history off, history on (every read queues
+    a snapshot), and history on while another connection holds a lock that blocks every write."""
     import asyncpg
     world = World.generate(0, size=8)
-    with ServerThread(world.combined_app()) as sims:
-        results = {}
-        for case in ("off", "on", "on, writes blocked"):
+    cases = ("off", "on", "on, writes blocked")
+    query = {"query": "{ viewer { totalValue { value { amount } } } }"}
+    headers = {"authorization": "Bearer demo-key"}
+    loop = asyncio.new_event_loop()
+    with contextlib.ExitStack() as stack:
+        sims = stack.enter_context(ServerThread(world.combined_app()))
+        apps, clients = {}, {}
+        for case in cases:
             raw = world.config_dict(sims.url, cache={"enabled": False},
                                     limits={"rate_limit_per_s": 100_000, "rate_limit_burst": 100_000},
                                     history={"snapshot_every_s": 0, "enabled": case != "off"},
-                                    store={"url": url, "encryption_keys": [KEY]})
-            app = create_app(GatewayConfig.model_validate(raw))
-            history = app.state.gateway.history
-            lock: Any = None
-            with ServerThread(app) as gateway, httpx.Client(base_url=gateway.url, timeout=60) as client:
-                client.post("/graphql", json={"query": "{ viewer { id } }"}, headers={"authorization": "Bearer demo-key"})
-                if case == "on, writes blocked":
-                    lock = asyncio.new_event_loop()
-                    holder = lock.run_until_complete(asyncpg.connect(url))
-                    lock.run_until_complete(holder.execute("BEGIN; LOCK TABLE history_points IN EXCLUSIVE MODE"))
-                times = []
-                for _ in range(reads):
-                    t = time.perf_counter()
-                    r = client.post("/graphql", json={"query": "{ viewer { totalValue { value { amount } } } }"},
-                                    headers={"authorization": "Bearer demo-key"})
-                    times.append(time.perf_counter() - t)
-                    assert r.status_code == 200 and "errors" not in r.json()
-                pending = history.recorder.queue.qsize() if history and history.recorder.queue else 0
-                written_during = history.recorder.written if history else 0
-                if lock is not None:
-                    lock.run_until_complete(holder.execute("ROLLBACK"))
-                    lock.run_until_complete(holder.close())
-                    lock.close()
-                deadline = time.monotonic() + 60
-                while history is not None and history.recorder.written < reads and time.monotonic() < deadline:
-                    time.sleep(0.05)
-                results[case] = (times, written_during, pending, history.recorder.written if history else 0)
-        print("  reads of one account (five simulators, cache off), each read queuing a snapshot when on:")
-        for case, (times, during, pending, after) in results.items():
-            extra = "" if case == "off" else f"  written while reading {during}, waiting {pending}, written in the end {after}"
-            print(f"  history {case:19s} {_ms(times)}{extra}")
+                                    store={"url": blocked_url if case == "on, writes blocked" else url,
+                                           "encryption_keys": [KEY]})
+            apps[case] = create_app(GatewayConfig.model_validate(raw))
+            gateway = stack.enter_context(ServerThread(apps[case]))
+            clients[case] = stack.enter_context(httpx.Client(base_url=gateway.url, timeout=60))
+            clients[case].post("/graphql", json=query, headers=headers)   # warm: connections, first read
+        blocked = apps["on, writes blocked"].state.gateway.history.recorder
+        on = apps["on"].state.gateway.history.recorder
+        deadline = time.monotonic() + 30
+        while (on.written < 1 or blocked.written < 1) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        holder = loop.run_until_complete(asyncpg.connect(blocked_url))
+        loop.run_until_complete(holder.execute("BEGIN; LOCK TABLE history_points IN EXCLUSIVE MODE"))
+        times: dict[str, list[float]] = {case: [] for case in cases}
+        for _ in range(reads):
+            for case in cases:
+                t = time.perf_counter()
+                r = clients[case].post("/graphql", json=query, headers=headers)
+                times[case].append(time.perf_counter() - t)
+                assert r.status_code == 200 and "errors" not in r.json()
+        during = {"on": on.written - 1, "on, writes blocked": blocked.written - 1}
+        waiting = {"on": on.queue.qsize(), "on, writes blocked": blocked.queue.qsize()}
+        loop.run_until_complete(holder.execute("ROLLBACK"))
+        loop.run_until_complete(holder.close())
+        loop.close()
+        deadline = time.monotonic() + 60
+        while (on.written < reads + 1 or blocked.written < reads + 1) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        print(f"  {reads} reads of one account per gateway (five simulators, cache off), interleaved:")
+        for case in cases:
+            extra = ""
+            if case != "off":
+                recorder = on if case == "on" else blocked
+                extra = (f"  snapshots written during the reads {during[case]}, waiting at the end {waiting[case]}, "
+                         f"written after {recorder.written - 1}")
+            print(f"  history {case:19s} {_ms(times[case])}{extra}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -229,15 +242,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
     args = parser.parse_args(argv)
     name = f"bench_history_{uuid.uuid4().hex[:8]}"
-    url = f"{PG}/{name}"
+    url, blocked_url = f"{PG}/{name}", f"{PG}/{name}_blocked"   # the second for the blocked writes
     asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+    asyncio.run(_admin(f'CREATE DATABASE "{name}_blocked"'))
     try:
         async def prepare() -> None:
-            engine = create_engine(StoreConfig(url=url, encryption_keys=[KEY]))
-            await migrate(engine)
-            await engine.dispose()
+            for each in (url, blocked_url):
+                engine = create_engine(StoreConfig(url=each, encryption_keys=[KEY]))
+                await migrate(engine)
+                await engine.dispose()
         asyncio.run(prepare())
-        asyncio.run(_admin("SELECT 1"))
+        if args.accounts == 0:   # only the snapshot-write comparison
+            print("snapshot writes and the reads that trigger them (measured on a shared machine):")
+            snapshot_delay(url, blocked_url, args.reads)
+            return 0
         seconds = asyncio.run(fill(url, args.accounts, args.days))
         account_days = args.accounts * args.days
         print(f"history bench on PostgreSQL, database {name} (measured on a shared machine)")
@@ -252,9 +270,10 @@ def main(argv: list[str] | None = None) -> int:
         target = _pct(http_times, 0.95) <= 0.100
         print(f"  target p95 <= 100 ms over HTTP: {'ok' if target else 'MISSED'}")
         print("snapshot writes and the reads that trigger them:")
-        snapshot_delay(url, args.reads)
+        snapshot_delay(url, blocked_url, args.reads)
         return 0 if target else 1
     finally:
+        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}_blocked" WITH (FORCE)'))
         if not args.keep:
             asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 

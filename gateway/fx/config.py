@@ -12,6 +12,7 @@ from typing import Annotated
 from pydantic import AfterValidator, BeforeValidator, Field, field_validator
 
 from gateway.support.strict_model import StrictModel
+from gateway.upstream.source_config import SourceConfig
 
 CURRENCY = re.compile(r"^[A-Z0-9]{2,12}$")
 _PAIR = re.compile(r"^([A-Za-z0-9]{2,12})/([A-Za-z0-9]{2,12})$")
@@ -58,8 +59,37 @@ Pair = Annotated[str, AfterValidator(_pair)]
 RateText = Annotated[str, BeforeValidator(_quoted), AfterValidator(_rate)]
 
 
+class FxProviderConfig(SourceConfig):
+    """An HTTP rate provider, called through the same protection as the sources (timeout,
+    retries, breaker, concurrency: gateway/upstream/pipeline.py): `GET {base_url}/rates?
+    base=USD&symbols=EUR,GBP` answering `{"base": "USD", "at": ISO-8601, "rates": {"EUR":
+    "1.0850", ...}}` where each rate is what one unit of that currency costs in `base`."""
+    base: str = "USD"
+    # The currencies it is asked about: these (and the static table's) are the valid
+    # `currency` arguments; anything else is refused before a call.
+    currencies: list[str] = Field(min_length=1)
+    refresh_every_s: float = Field(300.0, gt=0)   # quotes are fetched in the background this often
+    max_quote_age_s: float = Field(86_400.0, gt=0)   # a quote older than this (provider failing) is dropped
+
+    @field_validator("base")
+    @classmethod
+    def _base(cls, v: str) -> str:
+        if not CURRENCY.match(v.upper()):
+            raise ValueError("must be a currency code (USD)")
+        return v.upper()
+
+    @field_validator("currencies")
+    @classmethod
+    def _currencies(cls, v: list[str]) -> list[str]:
+        out = [c.upper() for c in v]
+        if not all(CURRENCY.match(c) for c in out):
+            raise ValueError("each currency is 2-12 letters or digits (EUR)")
+        return list(dict.fromkeys(out))
+
+
 class FxConfig(StrictModel):
     rates: dict[Pair, RateText] = {}
+    provider: FxProviderConfig | None = None
 
     @field_validator("rates")
     @classmethod

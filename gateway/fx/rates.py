@@ -61,8 +61,8 @@ def convert_sums(sums: Mapping[str, Decimal], target: str,
 
 @dataclass
 class FxTable:
-    """The static `[fx.rates]` (timed when the config was loaded) and `quoted`, the place for
-    a rate provider's quotes (none is built yet: docs/HISTORY.md, "Not yet")."""
+    """The static `[fx.rates]` (timed when the config was loaded) and, when a provider is
+    configured, its quotes as last fetched (gateway/fx/provider.py keeps them fresh)."""
     static: dict[tuple[str, str], FxRate] = field(default_factory=dict)
     quoted: dict[tuple[str, str], FxRate] = field(default_factory=dict)
     provider_currencies: frozenset[str] = frozenset()
@@ -74,7 +74,8 @@ class FxTable:
         for pair, text in config.rates.items():
             base, quote = split_pair(pair)
             static[(base, quote)] = FxRate(base=base, quote=quote, rate=parse_rate(text), at=at, source=STATIC)
-        return cls(static=static)
+        currencies = frozenset(config.provider.currencies) | {config.provider.base} if config.provider else frozenset()
+        return cls(static=static, provider_currencies=currencies)
 
     def currencies(self) -> set[str]:
         """Every currency some rate (or the provider) can convert."""

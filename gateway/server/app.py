@@ -31,6 +31,7 @@ from gateway.observability import tracing, worker_metrics
 from gateway.policy import json_depth
 from gateway.support import safe_json
 from gateway.upstream.response_cache import build_cache
+from gateway.fx.provider import FxProvider
 from gateway.fx.rates import FxTable
 from gateway.history.service import History
 from resolvers.snapshot_refresh import refresh_forever
@@ -233,6 +234,7 @@ def create_app(config: GatewayConfig, *, extra_routes: list[BaseRoute] | None = 
         cache = build_cache(redis_url, max_entries=config.cache.max_entries)
     state = GatewayState(config=config, registry=registry, clients=build_clients(config, http, registry, cache),
                          cache=cache, fx=FxTable.from_config(config.fx), history=History.from_config(config))
+    fx_provider = FxProvider(config.fx.provider, http, state.fx, cache) if config.fx.provider else None
     # One Redis connection for what several processes must share beyond the cache:
     # rate-limit buckets and persisted queries.
     shared_redis = _redis_client(config)
@@ -280,6 +282,9 @@ def create_app(config: GatewayConfig, *, extra_routes: list[BaseRoute] | None = 
         # `serve --workers N`: this worker's breakers and in-flight calls, where every worker's scrape sees them
         publishing = asyncio.create_task(worker_metrics.publish_every(metrics.publish_live_state)) \
             if metrics.shared else None
+        if fx_provider is not None:
+            await fx_provider.refresh()   # quotes before the first request (a failure is logged, not fatal)
+            fx_provider.start()
         if state.history is not None:
             state.history.start()
             if config.history.refresh_every_s is not None:
@@ -288,6 +293,8 @@ def create_app(config: GatewayConfig, *, extra_routes: list[BaseRoute] | None = 
         yield
         if state.history is not None:
             await state.history.close()
+        if fx_provider is not None:
+            await fx_provider.close()
         if publishing is not None:
             publishing.cancel()
             worker_metrics.worker_stopping()
