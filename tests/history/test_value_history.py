@@ -11,6 +11,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, Iterator
 
+import httpx
 import pytest
 
 from gateway.config import GatewayConfig
@@ -54,7 +55,7 @@ def migrated(url: str) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def history_stack(store: dict[str, Any], world: World | None = None, rate: str = "1.0850",
-                  **history: Any) -> Iterator[tuple[World, GraphQLClient, Any]]:
+                  **history: Any) -> Iterator[tuple[World, GraphQLClient, Any, str]]:
     world = world or World.generate(0, size=6)
     with ServerThread(world.combined_app()) as sims:
         raw = world.config_dict(sims.url, store=store, history={"snapshot_every_s": 0, **history},
@@ -64,7 +65,7 @@ def history_stack(store: dict[str, Any], world: World | None = None, rate: str =
             block.update(timeout_s=2.0, max_retries=0)
         app = create_app(GatewayConfig.model_validate(raw))
         with ServerThread(app) as gateway:
-            yield world, GraphQLClient(gateway.url), app.state.gateway.history
+            yield world, GraphQLClient(gateway.url), app.state.gateway.history, sims.url
 
 
 def settle(history: Any, written: int) -> None:
@@ -75,17 +76,11 @@ def settle(history: Any, written: int) -> None:
         time.sleep(0.02)
 
 
-def change_balances(world: World, factor: int) -> None:
-    """The simulated upstreams' balances move: DALP's base units and Cobo's amounts scale."""
-    dalp = world.datasets[Source.DALP]
-    participant = dalp.participants[dalp.keys[world.accounts["demo"]["dalp"]["api_key"]]]
-    for row in participant.rows:
-        row.balances = {w: (b * factor, f) for w, (b, f) in row.balances.items()}
-    cobo = world.datasets[Source.COBO]
-    for uuid in world.accounts["demo"]["cobo"]["wallet_uuids"]:
-        for row in cobo.wallets[uuid]:
-            for name in ("amount", "total"):
-                row[name] = str(Decimal(row[name]) * factor)
+def change_balances(sims_url: str, factor: str) -> None:
+    """The simulated upstreams' balances move, over their control routes (every source)."""
+    for source in Source:
+        r = httpx.post(f"{sims_url}/{source.key}/_control/balances", json={"factor": factor})
+        assert r.status_code == 200 and r.json()["rows"] > 0, (source, r.text)
 
 
 def _requests(world: World) -> int:
@@ -97,11 +92,11 @@ def _now() -> str:
 
 
 def test_history_reads_back_what_was_live_at_each_time(store_url: str):
-    with history_stack(migrated(store_url)) as (world, client, history):
+    with history_stack(migrated(store_url)) as (world, client, history, sims_url):
         lives, times = [], []
-        for i, factor in enumerate((1, 3, 2)):
-            if factor != 1:
-                change_balances(world, factor)
+        for i, factor in enumerate(("1", "3", "0.5")):
+            if factor != "1":
+                change_balances(sims_url, factor)
             live = client.query(LIVE)
             assert "errors" not in live, live
             settle(history, i + 1)
@@ -131,7 +126,7 @@ def test_history_reads_back_what_was_live_at_each_time(store_url: str):
 
 
 def test_a_failed_source_leaves_the_point_incomplete_never_zero(sqlite_url: str):
-    with history_stack(migrated(sqlite_url)) as (world, client, history):
+    with history_stack(migrated(sqlite_url)) as (world, client, history, _):
         world.controls[Source.DALP].add_fault(Fault(kind="status", status=503))
         live = client.query(LIVE)["data"]["viewer"]
         settle(history, 1)
@@ -148,11 +143,11 @@ def test_a_failed_source_leaves_the_point_incomplete_never_zero(sqlite_url: str)
 def test_a_point_converts_at_the_rate_of_its_own_time(sqlite_url: str):
     store = migrated(sqlite_url)
     world = World.generate(0, size=6)
-    with history_stack(store, world, rate="1.0850") as (_, client, history):
+    with history_stack(store, world, rate="1.0850") as (_, client, history, _):
         then = client.query(LIVE)["data"]["viewer"]
         settle(history, 1)
         at = _now()
-    with history_stack(store, world, rate="1.2000") as (_, client, history):
+    with history_stack(store, world, rate="1.2000") as (_, client, history, _):
         now = client.query(LIVE)["data"]["viewer"]
         settle(history, 1)
         assert now["usd"]["value"]["amount"] != then["usd"]["value"]["amount"]
@@ -161,10 +156,10 @@ def test_a_point_converts_at_the_rate_of_its_own_time(sqlite_url: str):
 
 
 def test_at_most_one_snapshot_per_period(sqlite_url: str):
-    with history_stack(migrated(sqlite_url), snapshot_every_s=3600) as (world, client, history):
+    with history_stack(migrated(sqlite_url), snapshot_every_s=3600) as (world, client, history, sims_url):
         client.query(LIVE)
         settle(history, 1)
-        change_balances(world, 5)
+        change_balances(sims_url, "5")
         second = client.query(LIVE)["data"]["viewer"]
         time.sleep(0.3)
         assert history.recorder.written == 1
@@ -178,7 +173,7 @@ def test_at_most_one_snapshot_per_period(sqlite_url: str):
     ({"c": "XYZ", "i": "DAY", "from": None, "to": None}, "currency"),
 ])
 def test_bad_history_input_is_refused_without_an_upstream_call(sqlite_url: str, variables: dict, field: str):
-    with history_stack(migrated(sqlite_url)) as (world, client, _):
+    with history_stack(migrated(sqlite_url)) as (world, client, _, _):
         body = client.query(SERIES, variables)
         assert body["errors"][0]["extensions"] == {"code": "BAD_USER_INPUT", "field": field}
         assert _requests(world) == 0
@@ -188,7 +183,7 @@ def test_a_failing_store_never_fails_the_read_and_is_logged_without_secrets(tmp_
     # A store with no tables (never migrated): every write fails.
     store = store_block(f"sqlite:///{tmp_path}/unmigrated.db")
     with caplog.at_level(logging.ERROR, logger="gateway.history"):
-        with history_stack(store) as (_, client, history):
+        with history_stack(store) as (_, client, history, _):
             live = client.query(LIVE)
             assert "errors" not in live and live["data"]["viewer"]["usd"]["value"]["amount"]
             deadline = time.monotonic() + 10
@@ -201,7 +196,7 @@ def test_a_failing_store_never_fails_the_read_and_is_logged_without_secrets(tmp_
 
 def test_the_background_snapshotter_records_accounts_nobody_reads(sqlite_url: str):
     world = World.generate(2, size=4)
-    with history_stack(migrated(sqlite_url), world, refresh_every_s=0.2) as (_, client, history):
+    with history_stack(migrated(sqlite_url), world, refresh_every_s=0.2) as (_, client, history, _):
         settle(history, 3)   # demo, user-0001, user-0002: without a single client read
         assert _requests(world) > 0
         point = client.query(SERIES, {"c": "USD", "i": "DAY", "from": None, "to": None})["data"]["viewer"]["valueHistory"]
