@@ -72,7 +72,7 @@ class FxProvider:
         self.task: asyncio.Task | None = None
         self.failures = 0
 
-    async def refresh(self) -> bool:
+    async def refresh(self, quiet: bool = False) -> bool:
         """One read of the quotes into the table; False (logged) when it failed."""
         wanted = [c for c in self.config.currencies if c != self.config.base]
         fetch = SourceFetch(source=FxUpstream.FX, account_id="", state=SourceState.OK)
@@ -90,7 +90,7 @@ class FxProvider:
         except (UpstreamError, BadQuotes) as exc:
             self.failures += 1
             code = exc.code.value if isinstance(exc, UpstreamError) else "UPSTREAM_BAD_RESPONSE"
-            log.warning("fx: the rate provider failed (%s); keeping quotes younger than %.0fs",
+            (log.info if quiet else log.warning)("fx: the rate provider failed (%s); keeping quotes younger than %.0fs",
                         code, self.config.max_quote_age_s)
             self._drop_old()
         finally:
@@ -102,13 +102,19 @@ class FxProvider:
         self.table.quoted = {k: r for k, r in self.table.quoted.items()
                              if (now - r.at).total_seconds() <= self.config.max_quote_age_s}
 
-    async def run_forever(self) -> None:
-        while True:   # the first read is the app's, at startup
-            await asyncio.sleep(self.config.refresh_every_s)
-            await self.refresh()
+    async def run_forever(self, read_now: bool = False) -> None:
+        """Reads every refresh_every_s; after a failure, sooner (1 s, doubling up to that)."""
+        wait = 0.0 if read_now else self.config.refresh_every_s
+        retry = 1.0
+        while True:
+            await asyncio.sleep(wait)
+            if await self.refresh():
+                wait, retry = self.config.refresh_every_s, 1.0
+            else:
+                wait, retry = min(retry, self.config.refresh_every_s), min(retry * 2, self.config.refresh_every_s)
 
-    def start(self) -> None:
-        self.task = asyncio.get_running_loop().create_task(self.run_forever(), name="fx-provider")
+    def start(self, read_now: bool = False) -> None:
+        self.task = asyncio.get_running_loop().create_task(self.run_forever(read_now), name="fx-provider")
 
     async def close(self) -> None:
         if self.task is not None:

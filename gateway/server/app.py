@@ -283,8 +283,11 @@ def create_app(config: GatewayConfig, *, extra_routes: list[BaseRoute] | None = 
         publishing = asyncio.create_task(worker_metrics.publish_every(metrics.publish_live_state)) \
             if metrics.shared else None
         if fx_provider is not None:
-            await fx_provider.refresh()   # quotes before the first request (a failure is logged, not fatal)
-            fx_provider.start()
+            if config.demo:   # the demo's provider is served by this very app, not listening yet
+                fx_provider.start(read_now=True)
+            else:
+                await fx_provider.refresh()   # quotes before the first request (a failure is logged, not fatal)
+                fx_provider.start()
         if state.history is not None:
             state.history.start()
             if config.history.refresh_every_s is not None:

@@ -23,6 +23,7 @@ from gateway.server.graphiql import CDN, SETUP_COMMAND, local_assets_installed, 
 from gateway.config import LimitsConfig, ServerConfig
 from gateway.policy.auth import presented_credential
 from gateway.server.app import DEMO_KEY, create_app
+from gateway.fx import simulator as fx_simulator
 from gateway.simulation.world import World
 from gateway.support import safe_json
 
@@ -64,13 +65,46 @@ class ControlNeedsDemoKey:
         await self.app(scope, receive, send)
 
 
+def demo_store() -> dict[str, Any]:
+    """A fresh SQLite store in a temporary folder, migrated: the demo's history."""
+    import asyncio
+    import base64
+    import os
+    import tempfile
+    import threading
+
+    from gateway.store.config import StoreConfig
+    from gateway.store.engine import create_engine
+    from gateway.store.schema_version import migrate
+
+    folder = tempfile.mkdtemp(prefix="balance-gateway-demo-")
+    block = {"url": f"sqlite:///{folder}/demo.db", "encryption_keys": [base64.b64encode(os.urandom(32)).decode()]}
+
+    async def run() -> None:
+        engine = create_engine(StoreConfig.model_validate(block))
+        try:
+            await migrate(engine)
+        finally:
+            await engine.dispose()
+    # In a thread of its own: the caller may already be inside an event loop.
+    thread = threading.Thread(target=lambda: asyncio.run(run()))
+    thread.start()
+    thread.join()
+    return block
+
+
 def demo_app(host: str, port: int, *, extra_accounts: int = 3) -> Starlette:
     world = World.generate(extra_accounts)
     call_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
     root = f"http://{call_host}:{port}{SIM_PREFIX}"
+    # A simulated exchange-rate provider (DALP values in EUR convert), and history on a
+    # temporary SQLite file, every read recorded so that valueHistory shows at once.
     config = world.gateway_config(root, server=ServerConfig(host=host, port=port, graphiql=True, introspection=True),
-                                  limits=LimitsConfig(**DEMO_LIMITS), demo=True)
+                                  limits=LimitsConfig(**DEMO_LIMITS), demo=True,
+                                  fx={"provider": {"base_url": f"{root}/fx", "currencies": ["EUR", "GBP", "CHF"]}},
+                                  store=demo_store(), history={"snapshot_every_s": 0})
     mounts = [Mount(m.path, app=ControlNeedsDemoKey(m.app)) for m in world.mounts(SIM_PREFIX)]
+    mounts.append(Mount(f"{SIM_PREFIX}/fx", app=ControlNeedsDemoKey(fx_simulator.create_app(fx_simulator.Rates()))))
     return create_app(config, extra_routes=mounts)
 
 CURL_QUERY = '{ viewer { id holdings(first: 3) { nodes { source amount token { symbol } } } } }'

@@ -203,3 +203,25 @@ def test_the_background_snapshotter_records_accounts_nobody_reads(sqlite_url: st
         assert point and point[-1]["sources"] == ["CALICO", "CRYPTOFUSE", "ONEBALANCE", "COBO", "DALP"]
         other = client.query(AT, {"at": _now()}, key="user-0001-key")["data"]["viewer"]["holdingsAt"]
         assert other is not None and other["holdings"]
+
+
+def test_the_demo_converts_with_its_simulated_provider_and_keeps_history():
+    from gateway.server.demo import demo_app
+    from gateway.server.serving import free_port
+    port = free_port()
+    with ServerThread(demo_app("127.0.0.1", port, extra_accounts=0), port=port) as demo:
+        client = GraphQLClient(demo.url)
+        deadline = time.monotonic() + 15
+        while True:   # the provider is read once the demo listens (it is served by the demo itself)
+            live = client.query(LIVE)["data"]["viewer"]
+            if live["usd"]["value"]["rates"]:
+                break
+            assert time.monotonic() < deadline, "the demo never got its exchange rates"
+            time.sleep(0.1)
+        assert live["usd"]["value"]["rates"][0]["pair"] == "EUR/USD"
+        deadline = time.monotonic() + 15
+        while not (points := client.query(SERIES, {"c": "USD", "i": "HOUR", "from": None, "to": None})
+                   ["data"]["viewer"]["valueHistory"]):
+            assert time.monotonic() < deadline, "the demo recorded no history"
+            time.sleep(0.1)
+        assert points[-1]["sources"] == ["CALICO", "CRYPTOFUSE", "ONEBALANCE", "COBO", "DALP"]
