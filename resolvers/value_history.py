@@ -6,12 +6,13 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from gateway.domain.errors import ClientCode
+from gateway.domain.errors import ClientCode, UpstreamError
 from gateway.domain.records import FxRate, HoldingRecord, SourceFetch, SourceState
-from gateway.history import series
+from gateway.history import backfill, series
 from gateway.history.codec import StoredRates
 from gateway.sources.catalog import Source
-from resolvers.context import RequestContext
+from gateway.sources.cryptofuse.history import HistoryReader
+from resolvers.context import RequestContext, UpstreamProblem
 from resolvers.currency import checked_currency
 from resolvers.errors import client_error
 from resolvers.holdings import ValueTotalView, value_total
@@ -51,15 +52,53 @@ async def value_history(ctx: RequestContext, ref: Any, currency: str, start: dat
         raise client_error(ClientCode.BAD_USER_INPUT,
                            f"from `from` to `to` by {interval} would be more than {limit} points: "
                            "narrow the range or take a longer interval", field="interval")
-    points = await history.store.points(ref.id, start, end)
-    return series.series(points, currency, interval)
+    points = series.series(await history.store.points(ref.id, start, end), currency, interval)
+    first = await history.store.first_taken_at(ref.id)
+    if first is None or start < first:
+        entries = await _cryptofuse_entries(ctx, ref)
+        if entries:
+            before = min(first, end) if first is not None else None
+            if before is None or before > start:
+                earlier = [p for p in backfill.points(entries, start, before, interval) if p.at <= end]
+                points = earlier + points
+    return points
+
+
+async def _cryptofuse_entries(ctx: RequestContext, ref: Any) -> list[Any]:
+    """Cryptofuse's balance history of the account, for the past before its first snapshot
+    (gateway/history/backfill.py); empty without Cryptofuse or when it fails (reported)."""
+    client = ctx.state.clients.get(Source.CRYPTOFUSE)
+    if client is None:
+        return []
+    key = (ref.id, Source.CRYPTOFUSE)
+    identities = ctx.identities.get(key)
+    if identities is None:
+        identities = ctx.identities[key] = client.identities(ref.config)
+    if not identities:
+        return []
+    reader = HistoryReader(client, identities[0], ref.id, None, None, {}, ctx.options_for(ref.id))
+    try:
+        return await backfill.read_entries(reader)
+    except UpstreamError as exc:
+        ctx.upstream_problems.setdefault(key, UpstreamProblem(ref.id, Source.CRYPTOFUSE, exc.code.value, exc.message))
+        return []
 
 
 async def holdings_at(ctx: RequestContext, ref: Any, at: datetime) -> HoldingSnapshotView | None:
     history = _history(ctx)
-    stored = await history.store.snapshot_at(ref.id, _utc(at))
-    if stored is None:
-        return None
+    at = _utc(at)
+    stored = await history.store.snapshot_at(ref.id, at)
+    if stored is None:   # before the first snapshot: Cryptofuse's part, where its history tells
+        entries = await _cryptofuse_entries(ctx, ref)
+        past = backfill.holdings_at(entries, at, ref.id) if entries else None
+        if past is None:
+            return None
+        taken_at, holdings = past
+        for h in holdings:
+            ctx.seen_tokens.setdefault(h.token.id, h.token)
+        # PARTIAL: amounts are known, values are not (Cryptofuse has no prices)
+        return HoldingSnapshotView(taken_at=taken_at, holdings=holdings, account_id=ref.id,
+                                   states={Source.CRYPTOFUSE: SourceState.PARTIAL}, rates=[])
     for h in stored.holdings:
         ctx.seen_tokens.setdefault(h.token.id, h.token)
     return HoldingSnapshotView(taken_at=stored.taken_at, holdings=stored.holdings, account_id=ref.id,

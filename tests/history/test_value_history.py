@@ -104,7 +104,7 @@ def test_history_reads_back_what_was_live_at_each_time(store_url: str):
             times.append(_now())
         # the balances really moved between the reads
         assert len({v["usd"]["value"]["amount"] for v in lives}) == 3
-        calls = _requests(world)
+        calls, crypto_before = _requests(world), world.controls[Source.CRYPTOFUSE].requests
         for live, at in zip(lives, times):
             past = client.query(AT, {"at": at})["data"]["viewer"]["holdingsAt"]
             assert past["usd"] == live["usd"] and past["eur"] == live["eur"]
@@ -119,7 +119,10 @@ def test_history_reads_back_what_was_live_at_each_time(store_url: str):
         assert points[-1]["sources"] == ["CALICO", "CRYPTOFUSE", "ONEBALANCE", "COBO", "DALP"]
         eur = client.query(SERIES, {"c": "EUR", "i": "DAY", "from": None, "to": None})["data"]["viewer"]["valueHistory"]
         assert eur[-1]["value"]["amount"] == lives[-1]["eur"]["value"]["amount"]
-        assert _requests(world) == calls   # history is read from the store alone
+        # the store answers; only Cryptofuse's balance history is read, for the range before
+        # the first snapshot (the backfill)
+        assert _requests(world) - calls == world.controls[Source.CRYPTOFUSE].requests - crypto_before
+
         # before the first snapshot there is none
         before = client.query(AT, {"at": "2020-01-01T00:00:00Z"})["data"]["viewer"]["holdingsAt"]
         assert before is None
@@ -225,3 +228,30 @@ def test_the_demo_converts_with_its_simulated_provider_and_keeps_history():
             assert time.monotonic() < deadline, "the demo recorded no history"
             time.sleep(0.1)
         assert points[-1]["sources"] == ["CALICO", "CRYPTOFUSE", "ONEBALANCE", "COBO", "DALP"]
+
+
+def test_cryptofuse_history_backfills_before_the_first_snapshot(sqlite_url: str):
+    with history_stack(migrated(sqlite_url)) as (world, client, history, _):
+        client.query(LIVE)
+        settle(history, 1)
+        entries = world.datasets[Source.CRYPTOFUSE].users[world.accounts["demo"]["cryptofuse"]["token"]]["history"]
+        at = entries[len(entries) // 2]["timestamp"] + timedelta(seconds=1)   # inside the history, long before
+        latest: dict[str, Decimal] = {}
+        for e in entries:   # newest first
+            if e["timestamp"] <= at and e["currency"] not in latest:
+                latest[e["currency"]] = e["balance_after"]
+        expected = sorted(str(v.quantize(Decimal("0.000001"))) for v in latest.values() if v)
+        past = client.query(AT, {"at": at.isoformat()})["data"]["viewer"]["holdingsAt"]
+        assert {h["source"] for h in past["holdings"]} == {"CRYPTOFUSE"}
+        assert sorted(Decimal(h["amount"]).quantize(Decimal("0.000001")).__str__() for h in past["holdings"]) == expected
+        assert all(h["value"] is None for h in past["holdings"])   # no prices then: never guessed
+        assert past["usd"]["complete"] is False and past["takenAt"] <= at.isoformat().replace("+00:00", "Z")
+        # the series: Cryptofuse-only points (no value, incomplete) before the snapshot's
+        start = entries[-1]["timestamp"] - timedelta(days=1)
+        points = client.query(SERIES, {"c": "USD", "i": "DAY", "from": start.isoformat(), "to": None}
+                              )["data"]["viewer"]["valueHistory"]
+        early, last = points[:-1], points[-1]
+        assert early and all(p["sources"] == ["CRYPTOFUSE"] and p["value"] is None and not p["complete"] for p in early)
+        days = {e["timestamp"].date() for e in entries}
+        assert len(early) == len(days)
+        assert len(last["sources"]) == 5 and last["value"] is not None
