@@ -27,12 +27,7 @@ class HoldingSnapshotView:
     rates: list[FxRate]
 
 
-def _history(ctx: RequestContext) -> Any:
-    history = ctx.state.history
-    if history is None:
-        raise client_error(ClientCode.BAD_USER_INPUT,
-                           "this gateway keeps no history: it needs a [store] database and [history] enabled")
-    return history
+MAX_POINTS = 10_000   # without a [history] (no store), the default of its max_points
 
 
 def _utc(at: datetime) -> datetime:
@@ -42,16 +37,18 @@ def _utc(at: datetime) -> datetime:
 async def value_history(ctx: RequestContext, ref: Any, currency: str, start: datetime | None,
                         end: datetime | None, interval: str) -> list[series.ValuePointView]:
     currency = checked_currency(ctx, currency)
-    history = _history(ctx)
+    history = ctx.state.history
     end = _utc(end) if end is not None else series.now()
     start = _utc(start) if start is not None else series.default_start(end, interval)
     if start > end:
         raise client_error(ClientCode.BAD_USER_INPUT, "`from` is after `to`", field="from")
-    limit = history.config.max_points
+    limit = history.config.max_points if history is not None else MAX_POINTS
     if series.count_buckets(start, end, interval) > limit:
         raise client_error(ClientCode.BAD_USER_INPUT,
                            f"from `from` to `to` by {interval} would be more than {limit} points: "
                            "narrow the range or take a longer interval", field="interval")
+    if history is None:   # no [store]: no snapshots, and none from Cryptofuse either (nothing to backfill before)
+        return []
     points = series.series(await history.store.points(ref.id, start, end), currency, interval)
     first = await history.store.first_taken_at(ref.id)
     if first is None or start < first:
@@ -85,7 +82,9 @@ async def _cryptofuse_entries(ctx: RequestContext, ref: Any) -> list[Any]:
 
 
 async def holdings_at(ctx: RequestContext, ref: Any, at: datetime) -> HoldingSnapshotView | None:
-    history = _history(ctx)
+    history = ctx.state.history
+    if history is None:
+        return None
     at = _utc(at)
     stored = await history.store.snapshot_at(ref.id, at)
     if stored is None:   # before the first snapshot: Cryptofuse's part, where its history tells
