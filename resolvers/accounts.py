@@ -164,7 +164,7 @@ def _offer_snapshot(ctx: RequestContext, account: AccountConfig, view: AccountVi
     if history is None or not history.recorder.due(account.id):
         return
     taken_at = datetime.now(timezone.utc)
-    rates = ctx.state.fx
+    rates = ctx.state.fx.as_of_now()   # the rates the live answer converts with
     sources = configured_sources(ctx, account)
     fetches, holdings = view.fetches, view.holdings
 

@@ -6,10 +6,13 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from graphql import GraphQLError
+
 from gateway.domain.errors import ClientCode, UpstreamError
 from gateway.domain.records import FxRate, HoldingRecord, SourceFetch, SourceState
 from gateway.history import backfill, series
 from gateway.history.codec import StoredRates
+from gateway.history.store import HistoryUnavailable
 from gateway.sources.catalog import Source
 from gateway.sources.cryptofuse.history import HistoryReader
 from resolvers.context import RequestContext, UpstreamProblem
@@ -27,6 +30,7 @@ class HoldingSnapshotView:
     rates: list[FxRate]
 
 
+HISTORY_UNAVAILABLE = "HISTORY_UNAVAILABLE"   # the store did not answer (docs/ERRORS.md)
 MAX_POINTS = 10_000   # without a [history] (no store), the default of its max_points
 
 
@@ -34,8 +38,27 @@ def _utc(at: datetime) -> datetime:
     return at if at.tzinfo else at.replace(tzinfo=timezone.utc)
 
 
+def _unavailable(exc: HistoryUnavailable) -> Exception:
+    return GraphQLError(str(exc), extensions={"code": HISTORY_UNAVAILABLE})
+
+
 async def value_history(ctx: RequestContext, ref: Any, currency: str, start: datetime | None,
                         end: datetime | None, interval: str) -> list[series.ValuePointView]:
+    try:
+        return await _value_history(ctx, ref, currency, start, end, interval)
+    except HistoryUnavailable as exc:
+        raise _unavailable(exc) from None
+
+
+async def holdings_at(ctx: RequestContext, ref: Any, at: datetime) -> HoldingSnapshotView | None:
+    try:
+        return await _holdings_at(ctx, ref, at)
+    except HistoryUnavailable as exc:
+        raise _unavailable(exc) from None
+
+
+async def _value_history(ctx: RequestContext, ref: Any, currency: str, start: datetime | None,
+                         end: datetime | None, interval: str) -> list[series.ValuePointView]:
     currency = checked_currency(ctx, currency)
     history = ctx.state.history
     end = _utc(end) if end is not None else series.now()
@@ -81,7 +104,7 @@ async def _cryptofuse_entries(ctx: RequestContext, ref: Any) -> list[Any]:
         return []
 
 
-async def holdings_at(ctx: RequestContext, ref: Any, at: datetime) -> HoldingSnapshotView | None:
+async def _holdings_at(ctx: RequestContext, ref: Any, at: datetime) -> HoldingSnapshotView | None:
     history = ctx.state.history
     if history is None:
         return None

@@ -77,6 +77,11 @@ class FxTable:
         currencies = frozenset(config.provider.currencies) | {config.provider.base} if config.provider else frozenset()
         return cls(static=static, provider_currencies=currencies)
 
+    def as_of_now(self) -> "FxTable":
+        """The rates as they are now, kept when the provider's next quotes arrive (its refresh
+        replaces `quoted`, never changes it in place), at no copying cost."""
+        return FxTable(static=self.static, quoted=self.quoted, provider_currencies=self.provider_currencies)
+
     def currencies(self) -> set[str]:
         """Every currency some rate (or the provider) can convert."""
         out = set(self.provider_currencies)

@@ -1,16 +1,22 @@
 """Reading and writing snapshots (gateway/history/tables.py) on an SQLAlchemy AsyncEngine."""
 from __future__ import annotations
 
+import asyncio
+import functools
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, Awaitable, Callable, TypeVar
 
 from sqlalchemy import and_, delete, func, insert, select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.domain.records import FxRate, HoldingRecord, SourceState
 from gateway.history import codec
 from gateway.history.tables import history_holdings, history_points
 from gateway.sources.catalog import Source
+
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -27,6 +33,21 @@ class StoredSnapshot:
     holdings: list[HoldingRecord]
     states: dict[Source, SourceState]
     rates: list[FxRate]
+
+
+class HistoryUnavailable(Exception):
+    """The database did not answer a read; the message names no URL and quotes no value."""
+
+
+def _reads(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+    """A read that fails in the database (down, unreachable, no schema) raises HistoryUnavailable."""
+    @functools.wraps(method)
+    async def read(self: "HistoryStore", *args: Any) -> T:
+        try:
+            return await method(self, *args)
+        except (SQLAlchemyError, OSError, asyncio.TimeoutError) as exc:
+            raise HistoryUnavailable(f"the history store did not answer ({type(exc).__name__})") from None
+    return read
 
 
 class HistoryStore:
@@ -54,6 +75,7 @@ class HistoryStore:
                 sums=codec.sums_json(snapshot.holdings), states=codec.states_json(snapshot.states),
                 rates=codec.rates_json(snapshot.rates), holdings_id=holdings_id))
 
+    @_reads
     async def points(self, account_id: str, start: datetime, end: datetime) -> list[StoredPoint]:
         """Every stored point with start <= taken_at <= end, oldest first."""
         p = history_points.c
@@ -68,6 +90,7 @@ class HistoryStore:
         return [StoredPoint(codec.from_micros(r.taken_at), codec.PointSums.parse(r.sums), codec.parse_states(r.states),
                             rates.setdefault(r.rates, codec.parse_rates(r.rates))) for r in rows]
 
+    @_reads
     async def snapshot_at(self, account_id: str, at: datetime) -> StoredSnapshot | None:
         """The last snapshot taken at or before `at`."""
         p, h = history_points.c, history_holdings.c
@@ -82,6 +105,7 @@ class HistoryStore:
         return StoredSnapshot(codec.from_micros(row.taken_at), codec.parse_holdings(row.payload),
                               codec.parse_states(row.states), codec.parse_rates(row.rates))
 
+    @_reads
     async def first_taken_at(self, account_id: str) -> datetime | None:
         async with self.engine.connect() as conn:
             us = await conn.scalar(select(func.min(history_points.c.taken_at))

@@ -150,7 +150,13 @@ def main(argv: list[str] | None = None) -> int:
     export = sub.add_parser("export-schema", help="print the public schema as SDL")
     export.add_argument("--output", "-o")
     export.set_defaults(func=_export_schema)
-    from gateway.server.store_cli import add_store_commands
+    try:   # it imports the config, hence the source catalog: a bad GATEWAY_SOURCE_SPECS shows here
+        from gateway.server.store_cli import add_store_commands
+    except ImportError as exc:
+        if exc.name != _SPECS_ENV:
+            raise
+        print(f"balance-gateway: {exc}", file=sys.stderr)
+        return 2
     add_store_commands(sub)
     args = parser.parse_args(argv)
     configure_logging(getattr(args, "log_format", "text"), getattr(args, "log_level", "info"))

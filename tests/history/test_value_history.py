@@ -193,6 +193,11 @@ def test_a_failing_store_never_fails_the_read_and_is_logged_without_secrets(tmp_
             while history.recorder.failed < 1:
                 assert time.monotonic() < deadline
                 time.sleep(0.02)
+            # reading it back is a coded error, never a 500 or a traceback
+            body = client.query(SERIES, {"c": "USD", "i": "DAY", "from": None, "to": None})
+            assert body["errors"][0]["extensions"] == {"code": "HISTORY_UNAVAILABLE"}
+            assert "sqlite" not in body["errors"][0]["message"] and "unmigrated" not in body["errors"][0]["message"]
+            assert body["data"] == {"viewer": None}   # the non-null list's null reaches the nullable viewer
     lines = [r.getMessage() for r in caplog.records if r.name == "gateway.history"]
     assert lines and all("OperationalError" in line and "sqlite" not in line for line in lines)
 
