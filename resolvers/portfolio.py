@@ -6,7 +6,7 @@ import inspect
 from typing import Any, Awaitable, Callable, TypeVar
 
 from gateway.config import AccountConfig
-from gateway.domain.records import HoldingRecord, SourceFetch, WalletRecord
+from gateway.domain.records import HoldingRecord, Money, Price, SourceFetch, WalletRecord
 from gateway.sources.catalog import Source
 from resolvers import calico_window
 from resolvers.accounts import AccountRef, AccountView, account_view, authorize
@@ -132,3 +132,16 @@ def wallet_total(ctx: RequestContext, wallet: WalletRecord, currency: str) -> An
     currency = checked_currency(ctx, currency)
     return _with_wallet(ctx, wallet, lambda view: value_total(select(view.by_wallet.get(wallet.id, []), selection(None)),
                                                               currency, _wallet_fetches(view, wallet), ctx.state.fx.rate))
+
+
+# -- a holding in another currency ---------------------------------------------
+def holding_value_in(ctx: RequestContext, holding: HoldingRecord, currency: str) -> Money | None:
+    """The holding's value converted (null when unvalued or no rate converts it)."""
+    currency = checked_currency(ctx, currency)
+    return None if holding.value is None else ctx.state.fx.convert(holding.value, currency)
+
+
+def holding_price_in(ctx: RequestContext, holding: HoldingRecord, currency: str) -> Price | None:
+    """The holding's unit price converted: DERIVED when a rate was applied."""
+    currency = checked_currency(ctx, currency)
+    return None if holding.price is None else ctx.state.fx.convert_price(holding.price, currency)

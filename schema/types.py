@@ -121,6 +121,8 @@ class Price:
     currency: str
     reliability: PriceReliability
     source: Optional[Source] = strawberry.field(description="The source the price came from.")
+    rate: Optional[FxRate] = strawberry.field(
+        description="The exchange rate this price was converted at (`priceIn`; reliability DERIVED); null when not converted.")
 
 
 @strawberry.type(description="A sum of values in one currency, and whether it covers everything.")
@@ -178,6 +180,15 @@ class Holding(Node):
     @strawberry.field
     def asset(self, info: Info) -> Asset:
         return info.context.registry.asset(self.token.asset_key)
+
+    @strawberry.field(description="`value` in another currency, at the current exchange rate ([fx]); null when "
+                                  "unvalued or no rate converts it.")
+    def value_in(self, info: Info, currency: str) -> Optional[Money]:
+        return portfolio.holding_value_in(info.context, self, currency)   # type: ignore[arg-type]
+
+    @strawberry.field(description="`price` in another currency: reliability DERIVED when converted, with the rate.")
+    def price_in(self, info: Info, currency: str) -> Optional[Price]:
+        return portfolio.holding_price_in(info.context, self, currency)   # type: ignore[arg-type]
 
     is_type_of = record_check(records.HoldingRecord)
 

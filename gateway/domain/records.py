@@ -130,6 +130,7 @@ class Price:
     currency: str
     reliability: PriceReliability
     source: SourceId | None = None
+    rate: "FxRate | None" = None   # when converted from another currency (reliability DERIVED)
 
 
 @dataclass(frozen=True, slots=True)

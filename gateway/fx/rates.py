@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import Callable, Iterable, Mapping
 
 from gateway.domain import money
-from gateway.domain.records import FxRate, Money
+from gateway.domain.records import FxRate, Money, Price, PriceReliability
 from gateway.fx.config import FxConfig, parse_rate, split_pair
 
 STATIC = "config"
@@ -103,6 +103,17 @@ class FxTable:
                 if r.base in wanted or r.quote in wanted:
                     chosen[key] = r
         return list(chosen.values())
+
+    def convert_price(self, price: Price, target: str) -> Price | None:
+        """A unit price in `target`: DERIVED, with the rate it was converted at."""
+        target = target.upper()
+        if price.currency.upper() == target:
+            return price
+        rate = self.rate(price.currency.upper(), target)
+        if rate is None:
+            return None
+        return Price(unit=convert_amount(price.unit, rate), currency=target, reliability=PriceReliability.DERIVED,
+                     source=price.source, rate=rate)
 
     def convert(self, value: Money, target: str) -> Money | None:
         target = target.upper()

@@ -145,3 +145,26 @@ def test_rates_convert_exactly_and_sum_each_currency_once():
     assert table.convert(same, "usd") is same
     amount, used, missing = convert_sums({"EUR": Decimal("2"), "USD": Decimal("1"), "JPY": Decimal("9")}, "USD", table.rate)
     assert amount == Decimal("3.17") and [r.pair for r in used] == ["EUR/USD"] and missing == ["JPY"]
+
+
+def test_a_holding_in_another_currency_says_derived_and_carries_the_rate():
+    query = """{ viewer { holdings(first: 200) { nodes { source value { amount currency } price { unit currency reliability }
+        valueIn(currency: "USD") { amount currency rate { pair } }
+        priceIn(currency: "USD") { unit currency reliability source rate { pair rate source } } } } } }"""
+    with fx_stack({"rates": {"EUR/USD": "1.0850"}}) as (_, client):
+        nodes = client.query(query, key=KEY)["data"]["viewer"]["holdings"]["nodes"]
+        eur = [n for n in nodes if n["value"] and n["value"]["currency"] == "EUR"]
+        usd = [n for n in nodes if n["value"] and n["value"]["currency"] == "USD"]
+        assert eur and usd
+        for n in eur:
+            assert Decimal(n["valueIn"]["amount"]) == Decimal(n["value"]["amount"]) * Decimal("1.0850")
+            assert n["valueIn"]["rate"] == {"pair": "EUR/USD"}
+            assert n["priceIn"]["reliability"] == "DERIVED" and n["priceIn"]["source"] == "DALP"
+            assert Decimal(n["priceIn"]["unit"]) == Decimal(n["price"]["unit"]) * Decimal("1.0850")
+            assert n["priceIn"]["rate"] == {"pair": "EUR/USD", "rate": "1.085", "source": "config"}
+        for n in usd:
+            assert n["valueIn"]["amount"] == n["value"]["amount"] and n["valueIn"]["rate"] is None
+            if n["price"]:
+                assert n["priceIn"]["reliability"] == n["price"]["reliability"] and n["priceIn"]["rate"] is None
+        gbp = client.query('{ viewer { holdings(first: 1) { nodes { valueIn(currency: "GBP") { amount } } } } }', key=KEY)
+        assert gbp["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
