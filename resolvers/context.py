@@ -47,7 +47,7 @@ class GatewayState:
     valued: ValuedAccounts = field(default_factory=ValuedAccounts)   # accounts' valued holdings, per set of reads
     account_reads: InFlight = field(default_factory=InFlight)   # whole accounts being read (accounts.fetch_account)
     fx: FxTable = field(default_factory=FxTable)    # exchange rates ([fx])
-    history: Any = None                               # gateway.history.recorder.History, when [history] is on
+    history: Any = None                               # gateway.history.service.History, with a [store] and [history]
 
     def __post_init__(self) -> None:
         for account in self.config.accounts:

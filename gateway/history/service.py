@@ -50,9 +50,15 @@ class History:
             except Exception as exc:   # the next round tries again
                 log.error("history: compaction failed (%s)", type(exc).__name__)
 
-    async def close(self) -> None:
+    async def close(self, drain_s: float = 2.0) -> None:
         for task in self.tasks:
             task.cancel()
+        try:   # snapshots already queued are written, unless the database is too slow for shutdown
+            await asyncio.wait_for(self.recorder.drain(), drain_s)
+        except (asyncio.TimeoutError, Exception):
+            pending = self.recorder.queue.qsize() if self.recorder.queue is not None else 0
+            if pending:
+                log.warning("history: %d snapshots not written at shutdown", pending)
         await self.recorder.close()
         if self.owns_engine:
             await self.engine.dispose()
