@@ -72,6 +72,7 @@ async def _value_history(ctx: RequestContext, ref: Any, currency: str, start: da
                            "narrow the range or take a longer interval", field="interval")
     if history is None:   # no [store]: no snapshots, and none from Cryptofuse either (nothing to backfill before)
         return []
+    await history.recorder.settled(ref.id)
     points = series.series(await history.store.points(ref.id, start, end), currency, interval)
     first = await history.store.first_taken_at(ref.id)
     if first is None or start < first:
@@ -108,6 +109,7 @@ async def _holdings_at(ctx: RequestContext, ref: Any, at: datetime) -> HoldingSn
     history = ctx.state.history
     if history is None:
         return None
+    await history.recorder.settled(ref.id)
     at = _utc(at)
     stored = await history.store.snapshot_at(ref.id, at)
     if stored is None:   # before the first snapshot: Cryptofuse's part, where its history tells

@@ -30,6 +30,7 @@ class SnapshotRecorder:
         self.max_pending = max_pending
         self.last: dict[str, float] = {}       # account id -> when its last snapshot was queued (this process)
         self.checked: set[str] = set()         # accounts whose last stored snapshot time was read once
+        self.pending: dict[str, int] = {}     # account id -> its snapshots queued, not yet written
         self.worker: asyncio.Task | None = None
         self.written = 0
         self.dropped = 0
@@ -55,7 +56,15 @@ class SnapshotRecorder:
             log.warning("history: snapshot of an account dropped, %d writes pending", self.max_pending)
             return False
         self.last[account_id] = self.clock()
+        self.pending[account_id] = self.pending.get(account_id, 0) + 1
         return True
+
+    async def settled(self, account_id: str, timeout_s: float = 1.0) -> None:
+        """Wait (briefly) until the account's queued snapshots are written: a history read
+        right after a live read then sees it. Only history reads wait; never a live one."""
+        deadline = self.clock() + timeout_s
+        while self.pending.get(account_id) and self.clock() < deadline:
+            await asyncio.sleep(0.005)
 
     async def _write_forever(self) -> None:
         assert self.queue is not None
@@ -70,6 +79,11 @@ class SnapshotRecorder:
                 self.last.pop(account_id, None)
                 log.error("history: snapshot write failed (%s)", type(exc).__name__)
             finally:
+                left = self.pending.get(account_id, 1) - 1
+                if left > 0:
+                    self.pending[account_id] = left
+                else:
+                    self.pending.pop(account_id, None)
                 self.queue.task_done()
 
     async def _write(self, account_id: str, make: Callable[[], Snapshot]) -> None:

@@ -260,3 +260,13 @@ def test_cryptofuse_history_backfills_before_the_first_snapshot(sqlite_url: str)
         days = {e["timestamp"].date() for e in entries}
         assert len(early) == len(days)
         assert len(last["sources"]) == 5 and last["value"] is not None
+
+
+def test_a_history_read_right_after_a_live_read_sees_its_snapshot(store_url: str):
+    with history_stack(migrated(store_url)) as (_, client, _history, sims_url):
+        for factor in ("1", "2", "0.25"):
+            if factor != "1":
+                change_balances(sims_url, factor)
+            live = client.query(LIVE)["data"]["viewer"]
+            past = client.query(AT, {"at": _now()})["data"]["viewer"]["holdingsAt"]   # no waiting on our side
+            assert past is not None and past["usd"] == live["usd"]
