@@ -14,6 +14,7 @@ from typing import Any, Callable, Mapping, TypeVar
 
 from pydantic import Field, SecretStr, ValidationError, create_model, field_validator
 
+from gateway.fx.config import FxConfig
 from gateway.sources.catalog import SPECS, Source
 from gateway.sources.spec import SourceSpec
 from gateway.store.config import StoreConfig
@@ -170,6 +171,21 @@ class ObservabilityConfig(_Model):
     _otlp = field_validator("otlp_endpoint")(lambda v: v if v is None else check.http_url(v))
 
 
+class HistoryConfig(_Model):
+    """`[history]`: snapshots of each account's valued holdings (gateway/history/, docs/HISTORY.md)."""
+    enabled: bool = True                  # with a [store]; without one there is no history
+    snapshot_every_s: float = Field(3600.0, ge=0)   # at most one snapshot per account per period, when read
+    refresh_every_s: float | None = Field(None, gt=0)   # background snapshots of every account; off by default
+    # Retention and downsampling: every snapshot for raw_for_hours, then the last of each hour
+    # until hourly_for_days, then the last of each UTC day for daily_for_days (0: forever).
+    raw_for_hours: float = Field(24.0, ge=0)
+    hourly_for_days: float = Field(30.0, ge=0)
+    daily_for_days: float = Field(0.0, ge=0)
+    compact_every_s: float = Field(3600.0, gt=0)
+    max_pending_writes: int = Field(1000, ge=1)   # snapshots waiting to be written; beyond, one is dropped (logged)
+    max_points: int = Field(10_000, ge=1, le=100_000)   # valueHistory points per call
+
+
 @_with_source_blocks(lambda spec: spec.source_config)
 class SourcesConfig(_Model):
     """`[sources.<key>]`: one optional section per source."""
@@ -203,6 +219,8 @@ class GatewayConfig(_Model):
     accounts: list[AccountConfig] = []
     store: StoreConfig | None = None   # accounts (and history) in a database (gateway/store/)
     registry: dict[str, Any] = {}   # extra chains/assets/tokens, same shape as the data files
+    fx: FxConfig = FxConfig()               # exchange rates (gateway/fx/)
+    history: HistoryConfig = HistoryConfig()   # value history snapshots (gateway/history/)
     demo: bool = False              # set by the embedded demo only
 
     def model_post_init(self, _: Any) -> None:

@@ -5,7 +5,7 @@ import asyncio
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 
 from gateway.config import AccountConfig
 from gateway.domain.errors import ClientCode
@@ -16,6 +16,8 @@ from gateway.upstream.resilience import BreakerState
 from gateway.accounts.errors import RegistryError
 from resolvers.context import RequestContext
 from resolvers.errors import client_error
+from resolvers.holdings import DEFAULT_SELECTION, select
+from gateway.history.codec import Snapshot
 
 
 @dataclass(slots=True)
@@ -157,7 +159,7 @@ def start_view(ctx: RequestContext, account: AccountConfig) -> asyncio.Future[Ac
             pending = asyncio.get_running_loop().create_future()
             ctx.note_failures(remembered)
             try:
-                pending.set_result(_view_of(ctx, remembered))
+                pending.set_result(_view_of(ctx, account, remembered))
             except Exception as exc:   # as the task would: the fields that ask get the error
                 pending.set_exception(exc)
         else:
@@ -167,14 +169,36 @@ def start_view(ctx: RequestContext, account: AccountConfig) -> asyncio.Future[Ac
 
 
 async def _build_view(ctx: RequestContext, account: AccountConfig) -> AccountView:
-    return _view_of(ctx, await fetch_account(ctx, account))
+    return _view_of(ctx, account, await fetch_account(ctx, account))
 
 
-def _view_of(ctx: RequestContext, fetches: list[SourceFetch]) -> AccountView:
+def _offer_snapshot(ctx: RequestContext, account: AccountConfig, view: AccountView) -> None:
+    """Queue a history snapshot of what this read saw (gateway/history/recorder.py): an
+    in-memory check now, the building and writing later, off the response's path."""
+    history = ctx.state.history
+    if history is None or not history.recorder.due(account.id):
+        return
+    taken_at = datetime.now(timezone.utc)
+    rates = ctx.state.fx.as_of_now()   # the rates the live answer converts with
+    sources = configured_sources(ctx, account)
+    fetches, holdings = view.fetches, view.holdings
+
+    def make() -> Snapshot:
+        chosen = select(holdings, DEFAULT_SELECTION)
+        currencies = {h.value.currency.upper() for h in chosen if h.value is not None}
+        return Snapshot(account_id=account.id, taken_at=taken_at, holdings=chosen,
+                        states={s: status_of(s, fetches).state for s in sources},
+                        rates=rates.snapshot(currencies))
+    history.recorder.offer(account.id, make)
+
+
+def _view_of(ctx: RequestContext, account: AccountConfig, fetches: list[SourceFetch]) -> AccountView:
     valued = ctx.state.valued.of(fetches)
     for h in valued.holdings:
         ctx.seen_tokens.setdefault(h.token.id, h.token)
-    return AccountView(fetches=fetches, wallets=valued.wallets, holdings=valued.holdings, by_wallet=valued.by_wallet)
+    view = AccountView(fetches=fetches, wallets=valued.wallets, holdings=valued.holdings, by_wallet=valued.by_wallet)
+    _offer_snapshot(ctx, account, view)
+    return view
 
 
 def status_of(source: Source, fetches: list[SourceFetch]) -> SourceStatusView:

@@ -16,6 +16,7 @@ from gateway.upstream.resilience import Deadline
 from gateway.upstream.ledger import ReadLedger
 from gateway.upstream.pipeline import FetchOptions
 from gateway.sources.base import SourceClient
+from gateway.fx.rates import FxTable
 from resolvers.valuation import ValuedAccounts
 
 
@@ -49,6 +50,8 @@ class GatewayState:
     # and keys (an AccountDirectory), and the admin operations (a Registry)
     directory: Any = None
     registry_admin: Any = None
+    fx: FxTable = field(default_factory=FxTable)    # exchange rates ([fx])
+    history: Any = None                               # gateway.history.service.History, with a [store] and [history]
 
     def __post_init__(self) -> None:
         for account in self.config.accounts:
@@ -72,6 +75,17 @@ class GatewayState:
             if owner is not None and self.config.account(owner) is not None:
                 return None   # a config account of the same id, added later, takes no registry key
         return owner
+
+    @property
+    def currencies(self) -> set[str]:
+        """Currencies anything can be valued in: USD (Calico's and OneBalance's values), each
+        source's own base currency (DALP's `base_currency`), and those the rates convert."""
+        native = {"USD"}
+        for source in self.clients:
+            base = getattr(self.config.sources.get(source), "base_currency", None)
+            if base:
+                native.add(base.upper())
+        return native | self.fx.currencies()
 
 
 @dataclass

@@ -6,5 +6,8 @@ from graphql import GraphQLError
 from gateway.domain.errors import ClientCode
 
 
-def client_error(code: ClientCode, message: str, path: list[str | int] | None = None) -> GraphQLError:
-    return GraphQLError(message, path=path, extensions={"code": code.value})
+def client_error(code: ClientCode, message: str, path: list[str | int] | None = None,
+                 field: str | None = None) -> GraphQLError:
+    """`field` names the argument at fault (extensions.field), when there is one."""
+    extensions = {"code": code.value} if field is None else {"code": code.value, "field": field}
+    return GraphQLError(message, path=path, extensions=extensions)

@@ -4,11 +4,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from gateway.domain import money
-from gateway.domain.records import HoldingRecord, Money, SourceFetch, SourceState
+from gateway.domain.records import FxRate, HoldingRecord, Money, SourceFetch, SourceState
+from gateway.fx.rates import convert_sums
 from gateway.sources.catalog import Source
+
+RateFor = Callable[[str, str], "FxRate | None"]
+
+
+def no_rates(source: str, target: str) -> None:
+    """No conversion: a value in another currency stays out of the total (unpriced)."""
+    return None
 
 
 @dataclass(slots=True)
@@ -90,16 +98,37 @@ class ValueTotalView:
     failed_sources: list[Source]
 
 
-def value_total(holdings: list[HoldingRecord], currency: str, fetches: list[SourceFetch]) -> ValueTotalView:
-    """Sum of the values in `currency`; anything valued otherwise, or not at all, makes it incomplete."""
+def value_total(holdings: list[HoldingRecord], currency: str, fetches: list[SourceFetch],
+                rate_for: RateFor = no_rates) -> ValueTotalView:
+    """Sum of the values in `currency`. Values in another currency are summed per currency and
+    each sum converted once at the rate `rate_for` gives; a value with no rate, or no value at
+    all, counts as unpriced and makes the total incomplete."""
     currency = currency.upper()
-    priced = [h.value.amount for h in holdings if h.value is not None and h.value.currency == currency]
-    unpriced = len(holdings) - len(priced)
+    sums, priced = sums_by_currency(holdings)
+    amount, rates, missing = convert_sums(sums, currency, rate_for)
+    unpriced = len(holdings) - priced + sum(count for c, count in _counts(holdings).items() if c in missing)
     failed = sorted({f.source for f in fetches if f.state is SourceState.FAILED}, key=list(Source).index)
     partial = any(f.state is SourceState.PARTIAL for f in fetches)
     return ValueTotalView(
-        value=Money(amount=money.dsum(priced), currency=currency),
+        value=Money(amount=amount, currency=currency, rates=rates),
         complete=unpriced == 0 and not failed and not partial,
         unpriced_holdings=unpriced,
         failed_sources=failed,
     )
+
+
+def sums_by_currency(holdings: Iterable[HoldingRecord]) -> tuple[dict[str, Decimal], int]:
+    """Exact sum of the values per currency, and how many holdings have a value."""
+    by: dict[str, list[Decimal]] = {}
+    for h in holdings:
+        if h.value is not None:
+            by.setdefault(h.value.currency.upper(), []).append(h.value.amount)
+    return {c: money.dsum(v) for c, v in by.items()}, sum(len(v) for v in by.values())
+
+
+def _counts(holdings: Iterable[HoldingRecord]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for h in holdings:
+        if h.value is not None:
+            out[h.value.currency.upper()] = out.get(h.value.currency.upper(), 0) + 1
+    return out

@@ -6,11 +6,12 @@ import inspect
 from typing import Any, Awaitable, Callable, TypeVar
 
 from gateway.config import AccountConfig
-from gateway.domain.records import HoldingRecord, SourceFetch, WalletRecord
+from gateway.domain.records import HoldingRecord, Money, Price, SourceFetch, WalletRecord
 from gateway.sources.catalog import Source
 from resolvers import calico_window
 from resolvers.accounts import AccountRef, AccountView, account_view, authorize
 from resolvers.context import RequestContext
+from resolvers.currency import checked_currency
 from resolvers.holdings import order, select, selection, value_total
 from resolvers.pagination import Connection, paginate, scope_of
 from resolvers.positions import PositionView, group
@@ -89,16 +90,20 @@ def account_holdings(ctx: RequestContext, ref: AccountRef, filter_: Any, order_b
 
 
 def account_total(ctx: RequestContext, ref: AccountRef, currency: str, filter_: Any) -> Any:
+    currency = checked_currency(ctx, currency)
     return _with_account_data(ctx, ref, filter_, lambda holdings, fetches: value_total(
-        select(holdings, selection(filter_)), currency, _fetches_for(fetches, filter_)))
+        select(holdings, selection(filter_)), currency, _fetches_for(fetches, filter_), ctx.state.fx.rate))
 
 
 def account_positions(ctx: RequestContext, ref: AccountRef, grouping: str, currency: str, filter_: Any,
                       first: int | None, after: str | None) -> Any:
+    currency = checked_currency(ctx, currency)
+
     def then(holdings: list[HoldingRecord], fetches: list[SourceFetch]) -> Connection[PositionView]:
         chosen = select(holdings, selection(filter_))
-        total = value_total(chosen, currency, _fetches_for(fetches, filter_)).value.amount
-        positions = group(chosen, grouping, currency, total, ctx.registry)
+        rate_for = ctx.state.fx.rate
+        total = value_total(chosen, currency, _fetches_for(fetches, filter_), rate_for).value.amount
+        positions = group(chosen, grouping, currency, total, ctx.registry, rate_for)
         return paginate(positions, first, after, scope_of(ref.id, "positions", grouping, currency.upper(),
                                                            repr(selection(filter_))))
     return _with_account_data(ctx, ref, filter_, then)
@@ -124,5 +129,19 @@ def wallet_holdings(ctx: RequestContext, wallet: WalletRecord, filter_: Any, ord
 
 
 def wallet_total(ctx: RequestContext, wallet: WalletRecord, currency: str) -> Any:
+    currency = checked_currency(ctx, currency)
     return _with_wallet(ctx, wallet, lambda view: value_total(select(view.by_wallet.get(wallet.id, []), selection(None)),
-                                                              currency, _wallet_fetches(view, wallet)))
+                                                              currency, _wallet_fetches(view, wallet), ctx.state.fx.rate))
+
+
+# -- a holding in another currency ---------------------------------------------
+def holding_value_in(ctx: RequestContext, holding: HoldingRecord, currency: str) -> Money | None:
+    """The holding's value converted (null when unvalued or no rate converts it)."""
+    currency = checked_currency(ctx, currency)
+    return None if holding.value is None else ctx.state.fx.convert(holding.value, currency)
+
+
+def holding_price_in(ctx: RequestContext, holding: HoldingRecord, currency: str) -> Price | None:
+    """The holding's unit price converted: DERIVED when a rate was applied."""
+    currency = checked_currency(ctx, currency)
+    return None if holding.price is None else ctx.state.fx.convert_price(holding.price, currency)

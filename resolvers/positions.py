@@ -9,7 +9,8 @@ from gateway.domain import money
 from gateway.domain.records import Asset, Chain, HoldingRecord, Money, Token, WalletRecord
 from gateway.sources.catalog import Source
 from gateway.domain.tokens import TokenRegistry
-from resolvers.holdings import order
+from gateway.fx.rates import convert_sums
+from resolvers.holdings import RateFor, no_rates, order, sums_by_currency
 
 NO_CHAIN = "offchain"   # CHAIN key of holdings without a chain (exchange tickers, unknown tokens)
 
@@ -39,22 +40,25 @@ _KEYS: dict[str, Callable[[HoldingRecord], str]] = {
 
 
 def group(holdings: list[HoldingRecord], grouping: str, currency: str, total: Decimal,
-          registry: TokenRegistry) -> list[PositionView]:
+          registry: TokenRegistry, rate_for: RateFor = no_rates) -> list[PositionView]:
     """Positions ordered by value (unpriced last), then key. `total` is what `share` divides."""
     currency = currency.upper()
     groups: dict[str, list[HoldingRecord]] = {}
     for h in holdings:
         groups.setdefault(_KEYS[grouping](h), []).append(h)
-    positions = [_position(key, members, grouping, currency, total, registry) for key, members in groups.items()]
+    positions = [_position(key, members, grouping, currency, total, registry, rate_for) for key, members in groups.items()]
     priced = sorted((p for p in positions if p.value is not None), key=lambda p: (-p.value.amount, p.key))
     return priced + sorted((p for p in positions if p.value is None), key=lambda p: p.key)
 
 
 def _position(key: str, members: list[HoldingRecord], grouping: str, currency: str, total: Decimal,
-              registry: TokenRegistry) -> PositionView:
+              registry: TokenRegistry, rate_for: RateFor) -> PositionView:
     first = members[0]
-    values = [h.value.amount for h in members if h.value is not None and h.value.currency == currency]
-    value = Money(money.dsum(values), currency) if values else None
+    # As the account's total does: per currency sums, each converted once (resolvers/holdings.py).
+    sums, _ = sums_by_currency(members)
+    amount, rates, missing = convert_sums(sums, currency, rate_for)
+    values = [h for h in members if h.value is not None and h.value.currency.upper() not in missing]
+    value = Money(amount, currency, rates) if values else None
     # Amounts add up only within one asset, and only in whole-token units: base-unit
     # amounts (token decimals unknown) must not be added to anything.
     same_unit = grouping in ("ASSET", "TOKEN") and not any(h.base_units for h in members)

@@ -41,3 +41,10 @@ class PositionGrouping(Enum):
 BreakerState = strawberry.enum(
     resilience.BreakerState, name="BreakerState",
     description="CLOSED: calls flow; OPEN: failing, skipped until a cool-down; HALF_OPEN: one probe decides.")
+
+
+@strawberry.enum(description="The spacing of valueHistory's points (UTC; weeks start on Monday).")
+class HistoryInterval(Enum):
+    HOUR = "HOUR"
+    DAY = "DAY"
+    WEEK = "WEEK"

@@ -2,16 +2,16 @@
 resolvers/ (matching attribute names), so no per-field wrapping; methods delegate to resolvers/."""
 from __future__ import annotations
 
-from typing import Generic, Optional, TypeVar
+from typing import Annotated, Generic, Optional, TypeVar
 
 import strawberry
 from strawberry import Info
 
 from gateway.domain import records
 from resolvers import accounts as account_resolvers
-from resolvers import entities, history, portfolio, registry, roots
-from schema.enums import (AmountPrecision, BreakerState, PositionGrouping, PriceReliability, Source, SourceState,
-                          WalletKind)
+from resolvers import entities, history, portfolio, registry, roots, value_history
+from schema.enums import (AmountPrecision, BreakerState, HistoryInterval, PositionGrouping, PriceReliability, Source,
+                          SourceState, WalletKind)
 from schema.inputs import HoldingFilter, HoldingOrder
 from schema.scalars import AssetType, BigInt, ChainId, DateTime, Decimal
 
@@ -94,10 +94,25 @@ class Token(Node):
         return entities.token(info.context, id)   # federation `_entities`, like `token(id)`
 
 
-@strawberry.type(description="An amount with its currency.")
+@strawberry.type(description="An exchange rate: one unit of `base` costs `rate` units of `quote`.")
+class FxRate:
+    pair: str = strawberry.field(description='"BASE/QUOTE", e.g. "EUR/USD".')
+    base: str
+    quote: str
+    rate: Decimal
+    at: DateTime = strawberry.field(description="When the rate was set (config loaded) or quoted (provider).")
+    source: str = strawberry.field(description='"config" (the static [fx.rates] table) or "provider".')
+    inverted: bool = strawberry.field(
+        description="Applied as 1/rate (quote into base): the quotient is rounded half-even to 28 significant digits.")
+
+
+@strawberry.type(description="An amount with its currency, and the exchange rates behind it when it was converted.")
 class Money:
     amount: Decimal
     currency: str
+    rate: Optional[FxRate] = strawberry.field(
+        description="The rate this figure was converted with; null when nothing was converted or several rates were (see `rates`).")
+    rates: list[FxRate] = strawberry.field(description="Every rate used to convert this figure (empty when none).")
 
 
 @strawberry.type(description="Price of one whole token.")
@@ -106,6 +121,8 @@ class Price:
     currency: str
     reliability: PriceReliability
     source: Optional[Source] = strawberry.field(description="The source the price came from.")
+    rate: Optional[FxRate] = strawberry.field(
+        description="The exchange rate this price was converted at (`priceIn`; reliability DERIVED); null when not converted.")
 
 
 @strawberry.type(description="A sum of values in one currency, and whether it covers everything.")
@@ -163,6 +180,15 @@ class Holding(Node):
     @strawberry.field
     def asset(self, info: Info) -> Asset:
         return info.context.registry.asset(self.token.asset_key)
+
+    @strawberry.field(description="`value` in another currency, at the current exchange rate ([fx]); null when "
+                                  "unvalued or no rate converts it.")
+    def value_in(self, info: Info, currency: str) -> Optional[Money]:
+        return portfolio.holding_value_in(info.context, self, currency)   # type: ignore[arg-type]
+
+    @strawberry.field(description="`price` in another currency: reliability DERIVED when converted, with the rate.")
+    def price_in(self, info: Info, currency: str) -> Optional[Price]:
+        return portfolio.holding_price_in(info.context, self, currency)   # type: ignore[arg-type]
 
     is_type_of = record_check(records.HoldingRecord)
 
@@ -239,6 +265,24 @@ class ApiKeyInfo:
     label: Optional[str]
     created_at: DateTime
     last_used_at: Optional[DateTime]
+@strawberry.type(description="An account's value at one time in its history.")
+class ValuePoint:
+    at: DateTime = strawberry.field(description="When the snapshot behind this point was taken (the interval's last).")
+    value: Optional[Money] = strawberry.field(
+        description="Converted at the rates of that time; null when no source had data then.")
+    complete: bool = strawberry.field(
+        description="False when a source had failed or was partial, a holding was unpriced, or a currency had no rate then.")
+    sources: list[Source] = strawberry.field(description="The sources whose data this point holds.")
+
+
+@strawberry.type(description="An account's holdings as a snapshot recorded them.")
+class HoldingSnapshot:
+    taken_at: DateTime
+    holdings: list[Holding] = strawberry.field(description="As `holdings` answered then (no testnets, no zero amounts).")
+
+    @strawberry.field(description="As `totalValue` answered then: that time's holdings, sources' states and rates.")
+    def total_value(self, info: Info, currency: str = "USD") -> ValueTotal:
+        return value_history.snapshot_total(info.context, self, currency)   # type: ignore[arg-type]
 
 
 @strawberry.federation.type(keys=["id"], description="A person or organization, with its identities at each upstream.")
@@ -279,6 +323,20 @@ class Account(Node):
     async def balance_history(self, info: Info, currency: Optional[str] = None, type: Optional[str] = None,
                               first: Optional[int] = None, after: Optional[str] = None) -> Connection[BalanceChange]:
         return await history.account_history(info.context, self, currency, type, first, after)
+
+    @strawberry.field(description="The account's value over time, one point per interval with a snapshot "
+                                  "(snapshots are taken when the account is read; docs/HISTORY.md). "
+                                  "Without `from`: the 30 intervals up to `to` (default: now).")
+    async def value_history(self, info: Info, currency: str = "USD",
+                            from_: Annotated[Optional[DateTime], strawberry.argument(name="from")] = None,
+                            to: Optional[DateTime] = None,
+                            interval: HistoryInterval = HistoryInterval.DAY) -> list[ValuePoint]:
+        return await value_history.value_history(info.context, self, currency, from_, to,   # type: ignore[return-value]
+                                                 interval.value)
+
+    @strawberry.field(description="The last snapshot taken at or before `at`; null before the first.")
+    async def holdings_at(self, info: Info, at: DateTime) -> Optional[HoldingSnapshot]:
+        return await value_history.holdings_at(info.context, self, at)   # type: ignore[return-value]
 
     @strawberry.field(description="Every source, with how it answered (NOT_CONFIGURED when unused).")
     async def sources(self, info: Info) -> list[SourceStatus]:

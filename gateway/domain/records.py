@@ -94,9 +94,34 @@ class Asset:
 
 
 @dataclass(frozen=True, slots=True)
+class FxRate:
+    """An exchange rate: one unit of `base` costs `rate` units of `quote` (pair "EUR/USD")."""
+    base: str
+    quote: str
+    rate: Decimal
+    at: datetime            # when the rate was set or quoted
+    source: str             # "config" (the static [fx.rates] table) or "provider"
+    inverted: bool = False  # applied as 1/rate, converting quote into base
+
+    @property
+    def pair(self) -> str:
+        return f"{self.base}/{self.quote}"
+
+    def applied_inverted(self) -> "FxRate":
+        return replace(self, inverted=True)
+
+
+@dataclass(frozen=True, slots=True)
 class Money:
     amount: Decimal
     currency: str
+    # The exchange rates a converted figure used (none when nothing was converted).
+    rates: tuple[FxRate, ...] = ()
+
+    @property
+    def rate(self) -> FxRate | None:
+        """The one rate behind a converted figure (None when none, or when several were used)."""
+        return self.rates[0] if len(self.rates) == 1 else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +130,7 @@ class Price:
     currency: str
     reliability: PriceReliability
     source: SourceId | None = None
+    rate: "FxRate | None" = None   # when converted from another currency (reliability DERIVED)
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,6 +31,10 @@ from gateway.observability import tracing, worker_metrics
 from gateway.policy import json_depth
 from gateway.support import safe_json
 from gateway.upstream.response_cache import build_cache
+from gateway.fx.provider import FxProvider
+from gateway.fx.rates import FxTable
+from gateway.history.service import History
+from resolvers.snapshot_refresh import refresh_forever
 from gateway.config import GatewayConfig
 from gateway.domain.errors import ClientCode
 from gateway.server.gate import SecurityGate
@@ -231,12 +235,13 @@ def create_app(config: GatewayConfig, *, extra_routes: list[BaseRoute] | None = 
         redis_url = config.cache.redis_url.get_secret_value() if config.cache.redis_url else None
         cache = build_cache(redis_url, max_entries=config.cache.max_entries)
     state = GatewayState(config=config, registry=registry, clients=build_clients(config, http, registry, cache),
-                         cache=cache)
+                         cache=cache, fx=FxTable.from_config(config.fx), history=History.from_config(config))
     accounts = build_registry(config)   # with [store] url: accounts from the database too
     if accounts is not None:
         state.directory, state.registry_admin = accounts.directory, accounts.registry
         for client in state.clients.values():
             client.upstream.scope_of = accounts.directory.cache_scope
+    fx_provider = FxProvider(config.fx.provider, http, state.fx, cache) if config.fx.provider else None
     # One Redis connection for what several processes must share beyond the cache:
     # rate-limit buckets and persisted queries.
     shared_redis = _redis_client(config)
@@ -296,7 +301,22 @@ def create_app(config: GatewayConfig, *, extra_routes: list[BaseRoute] | None = 
             except Exception:
                 log.warning("account registry: the database does not answer at start-up; retrying in the background")
             syncing = asyncio.create_task(accounts.directory.run())
+        if fx_provider is not None:
+            if config.demo:   # the demo's provider is served by this very app, not listening yet
+                fx_provider.start(read_now=True)
+            else:
+                await fx_provider.refresh()   # quotes before the first request (a failure is logged, not fatal)
+                fx_provider.start()
+        if state.history is not None:
+            state.history.start()
+            if config.history.refresh_every_s is not None:
+                state.history.tasks.append(asyncio.create_task(
+                    refresh_forever(state, config.history.refresh_every_s), name="history-refresh"))
         yield
+        if state.history is not None:
+            await state.history.close()
+        if fx_provider is not None:
+            await fx_provider.close()
         if syncing is not None:
             syncing.cancel()
             with contextlib.suppress(asyncio.CancelledError):

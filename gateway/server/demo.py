@@ -28,6 +28,7 @@ from gateway.server.graphiql import CDN, SETUP_COMMAND, local_assets_installed, 
 from gateway.config import LimitsConfig, ServerConfig
 from gateway.policy.auth import presented_credential
 from gateway.server.app import DEMO_KEY, create_app
+from gateway.fx import simulator as fx_simulator
 from gateway.simulation.world import World
 from gateway.support import safe_json
 
@@ -75,15 +76,20 @@ def demo_app(host: str, port: int, *, extra_accounts: int = 3) -> Starlette:
     world = World.generate(extra_accounts)
     call_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
     root = f"http://{call_host}:{port}{SIM_PREFIX}"
+    # A simulated exchange-rate provider (DALP values in EUR convert), and history on a
+    # temporary SQLite file, every read recorded so that valueHistory shows at once.
     config = world.gateway_config(root, server=ServerConfig(host=host, port=port, graphiql=True, introspection=True),
                                   limits=LimitsConfig(**DEMO_LIMITS), demo=True,
-                                  auth={"admin_keys": [DEMO_ADMIN_KEY]}, store=demo_store())
+                                  auth={"admin_keys": [DEMO_ADMIN_KEY]},
+                                  fx={"provider": {"base_url": f"{root}/fx", "currencies": ["EUR", "GBP", "CHF"]}},
+                                  store=demo_store(), history={"snapshot_every_s": 0})
     mounts = [Mount(m.path, app=ControlNeedsDemoKey(m.app)) for m in world.mounts(SIM_PREFIX)]
+    mounts.append(Mount(f"{SIM_PREFIX}/fx", app=ControlNeedsDemoKey(fx_simulator.create_app(fx_simulator.Rates()))))
     return create_app(config, extra_routes=mounts)
 
 def demo_store() -> dict[str, Any]:
-    """A SQLite account registry in a temporary folder (gone when the demo stops), migrated,
-    with a fresh encryption key: the demo's accounts change through the API, nowhere else."""
+    """A SQLite store in a temporary folder (gone when the demo stops), migrated, with a fresh
+    encryption key: the demo's accounts change through the API, and its history is kept there."""
     from gateway.store.config import StoreConfig
     from gateway.store.schema_version import migrate_blocking
     folder = tempfile.mkdtemp(prefix="balance-gateway-demo-")

@@ -8,6 +8,8 @@ answers `/_control/*` so a test in another process can steer it over HTTP:
     POST   /_control/faults           add a Fault (JSON body, fields as below)
     DELETE /_control/faults           clear faults
     PUT    /_control/latency          {"seconds": 0.05}
+    POST   /_control/balances         {"factor": "1.5"}: every balance this simulator holds,
+                                      for every account, times the factor (values with them)
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import asyncio
 import collections
 import json
 from dataclasses import asdict, dataclass, field
+from decimal import Decimal
 from typing import Any, Callable
 from urllib.parse import parse_qsl
 
@@ -79,13 +82,19 @@ class SimControl:
                 "latency_s": self.latency_s, "faults": [asdict(f) for f in self.faults]}
 
 
+# Scales every balance of a simulator's dataset by a factor; returns the rows changed.
+BalanceScaler = Callable[[Decimal], int]
+
+
 class ControlledApp:
     """ASGI wrapper: control routes, request counting, latency and injected faults."""
 
-    def __init__(self, app: Any, control: SimControl, error_shape: ErrorShape):
+    def __init__(self, app: Any, control: SimControl, error_shape: ErrorShape,
+                 scale_balances: BalanceScaler | None = None):
         self.app = app
         self.control = control
         self.error_shape = error_shape
+        self.scale_balances = scale_balances
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":
@@ -149,11 +158,16 @@ class ControlledApp:
             elif action == "latency" and method == "PUT":
                 self.control.latency_s = float(payload["seconds"])
                 result = {"ok": True}
+            elif action == "balances" and method == "POST" and self.scale_balances is not None:
+                factor = Decimal(str(payload["factor"]))
+                if not factor.is_finite() or factor < 0:
+                    raise ValueError("factor must be a non-negative number")
+                result = {"ok": True, "rows": self.scale_balances(factor)}
             else:
                 await _respond(send, 404, b'{"error": "no such control route"}',
                                [(b"content-type", b"application/json")])
                 return
-        except (TypeError, ValueError, KeyError) as exc:
+        except (TypeError, ValueError, KeyError, ArithmeticError) as exc:
             await _respond(send, 400, json.dumps({"error": str(exc)}).encode(),
                            [(b"content-type", b"application/json")])
             return

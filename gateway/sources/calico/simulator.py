@@ -137,7 +137,7 @@ def create_app(dataset: Dataset, control: SimControl | None = None) -> Controlle
         return _json_response(200, {"data": selected[:limit], "errors": dataset.errors.get(token, [])})
 
     app = Starlette(routes=[Route("/assets", assets, methods=["GET"])])
-    return ControlledApp(app, control or SimControl(), error_shape)
+    return ControlledApp(app, control or SimControl(), error_shape, lambda factor: scale_balances(dataset, factor))
 
 
 def source_block(base_url: str) -> dict:
@@ -222,3 +222,13 @@ def populate(dataset: Dataset, account_id: str, rng: random.Random, size: int) -
         wallet_round += 1
     dataset.rows[token] = rows[:size]
     return {"token": token}
+
+
+def scale_balances(dataset: Dataset, factor: Decimal) -> int:
+    """Every row's holdings (and their USD value) times `factor` (/_control/balances)."""
+    rows = [row for rows in dataset.rows.values() for row in rows]
+    for row in rows:
+        for name in ("asset_holdings", "price_in_usd", "staked_holdings"):
+            if isinstance(row.get(name), (int, Decimal)) and not isinstance(row.get(name), bool):
+                row[name] = Decimal(row[name]) * factor
+    return len(rows)

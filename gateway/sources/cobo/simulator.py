@@ -206,7 +206,7 @@ def create_app(dataset: Dataset, control: SimControl | None = None) -> Controlle
 
     app = Starlette(routes=[Route(PATH, balances, methods=["GET"])],
                     exception_handlers={404: not_found, 405: not_found})
-    return ControlledApp(app, control or SimControl(), error_shape)
+    return ControlledApp(app, control or SimControl(), error_shape, lambda factor: scale_balances(dataset, factor))
 
 
 def source_block(base_url: str) -> dict[str, Any]:
@@ -372,3 +372,13 @@ def _wallet_rows(rng: random.Random, wallet_uuid: str, user_id: str, specs: list
 
 def _iso(value: datetime) -> str:
     return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def scale_balances(dataset: Dataset, factor: Decimal) -> int:
+    """Every row's amounts times `factor` (/_control/balances)."""
+    rows = dataset.rows()
+    for row in rows:
+        for name in ("amount", "pending", "locked", "total"):
+            if row.get(name) is not None:
+                row[name] = str(Decimal(row[name]) * factor)
+    return len(rows)

@@ -174,7 +174,7 @@ def create_app(dataset: Dataset, control: SimControl | None = None) -> Controlle
                for path in ("/user/balances/history/", "/user/balances/history")]
     app = Starlette(routes=routes, exception_handlers={HTTPException: http_error})
     app.router.redirect_slashes = False
-    return ControlledApp(app, control or SimControl(), error_shape)
+    return ControlledApp(app, control or SimControl(), error_shape, lambda factor: scale_balances(dataset, factor))
 
 
 def source_block(base_url: str) -> dict:
@@ -281,3 +281,16 @@ def populate(dataset: Dataset, account_id: str, rng: random.Random, size: int) -
     token = f"cryptofuse-token-{account_id}"
     dataset.add_user(token, account=account, sub_accounts=sub_accounts, statistics=statistics, history=history)
     return {"token": token}
+
+
+def scale_balances(dataset: Dataset, factor: Decimal) -> int:
+    """Every balance (main account and sub-accounts) times `factor` (/_control/balances)."""
+    changed = 0
+    for user in dataset.users.values():
+        for part in ("account", "sub_accounts"):
+            balances = user.get(part)
+            if balances:
+                for ticker in balances:
+                    balances[ticker] = Decimal(balances[ticker]) * factor
+                    changed += 1
+    return changed

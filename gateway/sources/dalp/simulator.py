@@ -409,4 +409,15 @@ def create_app(dataset: Dataset, control: SimControl | None = None) -> Controlle
         return Response(json.dumps(body).encode(), media_type="application/json")
 
     app = Starlette(routes=[Route(PATH, balances, methods=["GET"])])
-    return ControlledApp(app, control or SimControl(), error_shape)
+    return ControlledApp(app, control or SimControl(), error_shape, lambda factor: scale_balances(dataset, factor))
+
+
+def scale_balances(dataset: Dataset, factor: Decimal) -> int:
+    """Every wallet balance (and its frozen part) times `factor`, in whole base units
+    (/_control/balances)."""
+    changed = 0
+    for participant in dataset.participants.values():
+        for row in participant.rows:
+            row.balances = {w: (int(b * factor), int(f * factor)) for w, (b, f) in row.balances.items()}
+            changed += 1
+    return changed

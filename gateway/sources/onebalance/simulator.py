@@ -187,7 +187,7 @@ def create_app(dataset: Dataset, control: SimControl | None = None) -> Controlle
         return Response(body, media_type="application/json")
 
     app = Starlette(routes=[Route(PATH, aggregated_balance, methods=["GET"])])
-    return ControlledApp(app, control or SimControl(), error_shape)
+    return ControlledApp(app, control or SimControl(), error_shape, lambda factor: scale_balances(dataset, factor))
 
 
 def source_block(base_url: str) -> dict:
@@ -268,3 +268,13 @@ def populate(dataset: Dataset, account_id: str, rng: random.Random, size: int) -
         accounts.append("eip155:8453:" + evms[0].rsplit(":", 1)[1].lower())
     accounts += evms[1:] + sols[1:]
     return {"accounts": accounts}
+
+
+def scale_balances(dataset: Dataset, factor: Decimal) -> int:
+    """Every balance times `factor`, in whole base units (/_control/balances)."""
+    changed = 0
+    for balances in dataset.balances.values():
+        for key in balances:
+            balances[key] = int(balances[key] * factor)
+            changed += 1
+    return changed
