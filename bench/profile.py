@@ -24,10 +24,10 @@ import threading
 from pathlib import Path
 
 from bench.common import LARGE, Gateway, Sims, build_world, run_wrk, world_digest
-from bench.perf import ALL_BALANCES, DEMO_KEY, DEEP, SMALL, gateway_config, warm_cache
+from bench.perf import ALL_BALANCES, ALL_FIELDS, DEMO_KEY, DEEP, SMALL, gateway_config, warm_cache
 from gateway.simulation.world import gateway_key
 
-QUERIES = {"small": SMALL, "deep": DEEP, "all-balances": ALL_BALANCES}
+QUERIES = {"small": SMALL, "deep": DEEP, "all-balances": ALL_BALANCES, "all-fields": ALL_FIELDS}
 FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^()]*?)(?::\d+)?\)$")
 
 
