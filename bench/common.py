@@ -32,12 +32,12 @@ from gateway.simulation.world import World, simulator_module, to_toml
 
 ROOT = Path(__file__).resolve().parent.parent
 LARGE = "whale"
-# ~2,000 holdings in all. Calico serves at most 100 rows per call and has no cursor, so it
+# ~10,000 holdings in all. Calico serves at most 100 rows per call and has no cursor, so it
 # gets 100; the other four share the rest. `size` is a holding count for each simulator but
 # DALP, where it is token rows, most of them split over the participant's two wallets
-# (340 rows -> ~470 holdings).
-LARGE_SIZES = {Source.CALICO: 100, Source.CRYPTOFUSE: 475, Source.ONEBALANCE: 475,
-               Source.COBO: 475, Source.DALP: 340}
+# (1,800 rows -> ~2,480 holdings).
+LARGE_SIZES = {Source.CALICO: 100, Source.CRYPTOFUSE: 2475, Source.ONEBALANCE: 2475,
+               Source.COBO: 2475, Source.DALP: 1800}
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
 
