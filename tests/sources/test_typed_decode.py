@@ -69,3 +69,14 @@ def test_a_response_built_from_a_parsed_body_decodes_the_same():
     parsed = money.loads(onebalance(LONG))
     assert SourceClient.decode(UpstreamResponse(200, None, body=parsed), AggregatedBalanceResponse) == \
         SourceClient.decode(ok(onebalance(LONG)), AggregatedBalanceResponse)
+
+
+def test_calico_floats_are_read_from_their_digits_and_bools_refused():
+    from gateway.sources.calico.client import CalicoAssetsResponse
+    raw = (b'{"data": [{"asset_symbol": "ETH", "asset_holdings": 0.01560091360042268, "price_in_usd": '
+           + LONG.encode() + b', "crypto_source_id": "ethereum", "time_fetched": "2025-09-26T14:17:39.584Z"}], '
+           b'"errors": []}')
+    [row] = SourceClient.decode(ok(raw), CalicoAssetsResponse).data
+    assert row.asset_holdings == Decimal("0.01560091360042268") and str(row.price_in_usd) == LONG
+    with pytest.raises(msgspec.ValidationError):
+        SourceClient.decode(ok(raw.replace(b"0.01560091360042268", b"true")), CalicoAssetsResponse)
