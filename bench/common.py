@@ -35,9 +35,9 @@ LARGE = "whale"
 # ~10,000 holdings in all. Calico serves at most 100 rows per call and has no cursor, so it
 # gets 100; the other four share the rest. `size` is a holding count for each simulator but
 # DALP, where it is token rows, most of them split over the participant's two wallets
-# (1,800 rows -> ~2,480 holdings).
-LARGE_SIZES = {Source.CALICO: 100, Source.CRYPTOFUSE: 2475, Source.ONEBALANCE: 2475,
-               Source.COBO: 2475, Source.DALP: 1800}
+# (1,830 rows -> ~2,520 holdings).
+LARGE_SIZES = {Source.CALICO: 100, Source.CRYPTOFUSE: 2500, Source.ONEBALANCE: 2500,
+               Source.COBO: 2500, Source.DALP: 1830}
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
 
