@@ -7,7 +7,8 @@ is installed on demand by `npm ci` and never committed), and stdlib fakes of the
 client's request (mesh.config.ts: `{context.headers.authorization}` for the bearer APIs,
 `{context.headers.xuser}` for the key APIs), so a load that sends `user-N` in both headers,
 N rotating, gives Hive a different set of upstream credentials on every request; the fakes
-accept user-1..user-FAKE_USERS and count the distinct credentials they were sent.
+accept user-1..user-FAKE_USERS and count the distinct credentials they were sent; FAKE_ROWS
+makes each source answer that many rows (bench.perf: as many as its simulators hold per source).
 
 `Hive.start()` returns None and a reason when Node/npm is missing or `npm ci` fails (offline):
 bench.perf then reports the comparison as not measured instead of failing.
@@ -60,9 +61,10 @@ def install() -> str | None:
 class Hive:
     """The five fakes and one Hive Gateway process (default settings: one process, no JIT)."""
 
-    def __init__(self, workdir: Path, users: int):
+    def __init__(self, workdir: Path, users: int, rows: int = 0):
         self.workdir = workdir
         self.users = users
+        self.rows = rows   # rows each fake answers (0: the documents' examples alone, 1-5 a source)
         self.fakes: dict[str, Proc] = {}
         self.gateway: Proc | None = None
 
@@ -80,7 +82,7 @@ class Hive:
         return {f"fake {name}": proc.pid for name, proc in self.fakes.items()}
 
     def start(self) -> None:
-        env = {"FAKE_USERS": str(self.users), "LATENCY_MS": "0"}
+        env = {"FAKE_USERS": str(self.users), "FAKE_ROWS": str(self.rows), "LATENCY_MS": "0"}
         for name in SOURCES:
             self.fakes[name] = _EnvProc(f"hive-fake-{name}", [sys.executable, str(HARNESS / "fake_upstreams_min.py"),
                                                               name, "{port}"], self.workdir, env)

@@ -27,6 +27,7 @@ import json
 import math
 import os
 import platform
+import statistics
 import sys
 import tempfile
 import time
@@ -82,6 +83,7 @@ ALL_BALANCES = ("query AllBalances { viewer { id sources { source state } holdin
 # Every field of all five sources in one request, the shape of Hive Gateway's query
 # (bench/hive/query.graphql): every field of every holding, its token and wallet, every status.
 ALL_FIELDS_NAME = "AllFields"
+SIMULATED_ROWS = 8   # holdings a source of each simulated account has (World.generate's size)
 ALL_FIELDS = """query AllFields { viewer { id
   sources { source state fetchedAt fromCache upstreamCalls breaker error { code message } warnings { code message } }
   holdings(first: 200) { totalCount nodes {
@@ -446,6 +448,10 @@ THROUGHPUT_HEADER = ["run", "req/s", "p50 ms", "p99 ms", "requests", "bad", "gat
                      "gateway CPU", "sims CPU", "wrk CPU"]
 
 
+def throughput_cpu_ms(r: WrkResult) -> float:
+    return r.cpu.get("gateway", 0) * r.seconds / r.requests * 1000 if r.requests else float("nan")
+
+
 def throughput_row(label: str, r: WrkResult) -> list[Any]:
     # CPU per request is the steadiest figure on a noisy machine: it does not depend on how
     # much CPU the other processes happened to leave the gateway.
@@ -530,7 +536,7 @@ def phase_alternative(b: Bench) -> None:
     reason = hive_gateway.install()
     hive = None
     if reason is None:
-        hive = hive_gateway.Hive(b.workdir, b.args.accounts)
+        hive = hive_gateway.Hive(b.workdir, b.args.accounts, b.args.hive_rows)
         try:
             hive.start()
         except Exception as exc:   # noqa: BLE001 - a peer that does not start is reported, not fatal
@@ -576,27 +582,37 @@ def phase_alternative(b: Bench) -> None:
             f"Every field of all five sources in one request (ours: {ALL_FIELDS_NAME}, every field of every holding, "
             f"its token and wallet, and every source's status;\nHive: bench/hive/query.graphql, every field of each "
             f"source's response). One process each, wrk -t1 -c{c}, {b.args.rounds} alternating runs of "
-            f"{b.args.duration:g} s per row\n(ours, Hive, ours, Hive ...; figures summed over them). Ours: no response "
+            f"{b.args.duration:g} s per row\n(ours, Hive, ours, Hive ...; the table sums them; the ratio is the median of the rounds' ratios). Ours: no response "
             f"cache, no upstream cache, no coalescing (nocache-solo); Hive Gateway 2.15.1: default settings.\n"
             f"many users: a different account on every request, {b.args.accounts} in turn: ours with each account's "
             f"own upstream credentials from its config,\nHive with `user-N` in Authorization and xuser forwarded into "
             f"the upstream calls ({{context.headers.*}} in bench/hive/mesh.config.ts).\n"
             f"same account: every request the same account (upstream reads in flight shared on both sides).\n"
-            f"Upstreams answer at once: our simulators (~40 holdings an account; replayed bodies), Hive's stdlib "
-            f"fakes (2 rows a source).")
+            f"Upstreams answer at once: our simulators (~8 holdings a source, ~40 an account; replayed bodies), "
+            f"Hive's stdlib fakes ({b.args.hive_rows or 'the documents examples, 1-5'} rows a source, the same for every user).")
     rows, rps = [], {}
     for (side, workload), runs in results.items():
         merged = merge(runs)
         rps[side, workload] = merged.rps
         rows.append(throughput_row(f"{'ours' if side == 'ours' else 'Hive Gateway'}, {workload}", merged))
     table(THROUGHPUT_HEADER, rows)
+    # The ratio of a run: the median of the rounds' ratios, each of two runs next to each other
+    # (the load other processes put on the shared cores changes from one minute to the next).
+    print()
+    ratios = {}
     for workload in workloads:
-        ratio = rps["ours", workload] / rps["hive", workload] if rps["hive", workload] else float("nan")
+        pairs = [o.rps / h.rps for o, h in zip(results["ours", workload], results["hive", workload]) if h.rps]
+        ratios[workload] = statistics.median(pairs) if pairs else float("nan")
+        cpu = [throughput_cpu_ms(merge(results[side, workload])) for side in ("ours", "hive")]
+        print(f"  {workload}: ours / Hive req/s per round {' '.join(f'{r:.2f}' for r in pairs)} -> median "
+              f"{ratios[workload]:.2f}x; CPU per request ours {cpu[0]:.2f} ms, Hive {cpu[1]:.2f} ms "
+              f"(Hive / ours {cpu[1] / cpu[0] if cpu[0] else float('nan'):.2f}x)")
         b.row(f"vs Hive Gateway, {workload} (c=32, nothing cached or coalesced)",
               ">= 1.0x (goal 2x)" if workload == "many users" else "report",
-              f"{rps['ours', workload]:.0f} / {rps['hive', workload]:.0f} req/s = {ratio:.2f}x",
-              ratio >= 1.0 if workload == "many users" else None)
-    b.hive_ratio = rps["ours", "many users"] / rps["hive", "many users"] if rps["hive", "many users"] else None
+              f"{rps['ours', workload]:.0f} / {rps['hive', workload]:.0f} req/s; median of {len(pairs)} rounds "
+              f"{ratios[workload]:.2f}x; CPU ms/req {cpu[0]:.2f} / {cpu[1]:.2f}",
+              ratios[workload] >= 1.0 if workload == "many users" else None)
+    b.hive_ratio = ratios["many users"]
 
 
 def load_body(b: Bench, label: str, url: str, body: dict[str, Any], keys: list[str], connections: int,
@@ -658,7 +674,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", choices=["auto", "1"], default="auto",
                         help="auto: also measure 2 workers when `gateway serve --workers` exists")
     parser.add_argument("--no-replay", action="store_true", help="simulators build every body (costs gateway CPU)")
-    parser.add_argument("--rounds", type=int, default=2,
+    parser.add_argument("--hive-rows", type=int, default=SIMULATED_ROWS,
+                        help="rows each of Hive's fakes answers (default: as many as our simulators hold a source; "
+                             "0: the documents' examples, 1-5 a source)")
+    parser.add_argument("--rounds", type=int, default=3,
                         help="vs Hive Gateway: alternating runs per row (ours, Hive, ours, Hive ...)")
     parser.add_argument("--skip", default="", help="comma list of phases to skip: n1,fanout,large,throughput,alt")
     args = parser.parse_args(argv)

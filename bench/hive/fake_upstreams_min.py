@@ -10,6 +10,7 @@ checks the documented auth header, and answers the documented error shape withou
 Env:
   LATENCY_MS  fixed latency added to every request (default 0)
   FAKE_USERS  besides the configured credential, `user-1`..`user-N` are accepted (default 200)
+  FAKE_ROWS   rows each source answers, added to the documents' examples (default: those alone)
   BIND        address to bind (default 127.0.0.1)
 
 Usage:
@@ -242,6 +243,40 @@ def _accepted(value, configured):
         with _SEEN_LOCK:
             _SEEN.add(value)
     return ok
+
+
+# Rows per source: the documents' examples are 1-5 rows a source; FAKE_ROWS (default: as many
+# as those) adds rows until each source answers that many, so the peer reads as many upstream
+# rows per request as the gateway it is compared with (bench.perf passes its simulators' 8).
+FAKE_ROWS = int(os.environ.get("FAKE_ROWS", "0"))
+
+
+def _grow(rows: int) -> None:
+    def extra(have):
+        return range(have, max(have, rows))
+    for i in extra(len(CALICO_ASSETS["data"])):
+        CALICO_ASSETS["data"].append(dict(CALICO_ASSETS["data"][0], asset_symbol=f"TK{i}",
+                                          asset_holdings=1.5 + i, price_in_usd=2.25 + i))
+    held = len(CRYPTOFUSE_BALANCES["account"]) + len(CRYPTOFUSE_BALANCES["sub_accounts"])
+    for i in extra(held):
+        CRYPTOFUSE_BALANCES["account"][f"TK{i}"] = f"{i}.500000"
+    members = [m for a in ONEBALANCE_AGGREGATED["balanceByAggregatedAsset"] for m in a["individualAssetBalances"]]
+    usdc = ONEBALANCE_AGGREGATED["balanceByAggregatedAsset"][1]["individualAssetBalances"]
+    for i in extra(len(members)):
+        usdc.append({"assetType": f"eip155:{10 + i}/erc20:0x{i:040x}", "balance": str(10**6 * i), "fiatValue": 1.25 * i})
+    for i in extra(len(COBO_BALANCES["result"])):
+        COBO_BALANCES["result"].append(dict(COBO_BALANCES["result"][0], id=f"7d2b4f0e-5a61-4c3e-9b1a-{i:012d}",
+                                            token_id=f"SETH_TK{i}", amount=f"{i}.25", total=f"{i}.25"))
+    COBO_BALANCES["meta"]["total"] = len(COBO_BALANCES["result"])
+    for i in extra(len(DALP_BALANCES["data"])):
+        row = json.loads(json.dumps(DALP_BALANCES["data"][0]))
+        row["id"] = row["token"]["id"] = f"0x{i:040x}"
+        row["token"]["symbol"] = f"TK{i}"
+        DALP_BALANCES["data"].append(row)
+    DALP_BALANCES["meta"]["total"] = len(DALP_BALANCES["data"])
+
+
+_grow(FAKE_ROWS)
 
 
 def _auth_bearer(headers, source):
