@@ -36,7 +36,7 @@ LARGE = "whale"
 # gets 100; the other four share the rest. `size` is a holding count for each simulator but
 # DALP, where it is token rows, most of them split over the participant's two wallets
 # (1,830 rows -> ~2,520 holdings).
-LARGE_SIZES = {Source.CALICO: 100, Source.CRYPTOFUSE: 2500, Source.ONEBALANCE: 2500,
+LARGE_SIZES = {Source.CALICO: 100, Source.CRYPTOFUSE: 2501, Source.ONEBALANCE: 2500,
                Source.COBO: 2500, Source.DALP: 1830}
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024

@@ -1,8 +1,8 @@
 """Performance bench: upstream calls per request, fan-out latency, gateway overhead, throughput
 (vs a bare endpoint and vs Hive Gateway, side by side in the same run), and a 10,000-holding account.
 
-    .venv/bin/python -m bench.perf          # from the repo root; about 2.5 minutes on 2 cores
-    .venv/bin/python -m bench.perf --quick  # a smoke run (~1 minute), figures only indicative
+    .venv/bin/python -m bench.perf          # from the repo root; about 7 minutes on 2 cores
+    .venv/bin/python -m bench.perf --quick  # a smoke run (~2 minutes), figures only indicative
 
 Topology (all on loopback, each in its own OS process, so no two share a GIL):
   * simulators: `python -m bench.sims` (the five upstream simulators in one uvicorn server,
@@ -10,6 +10,7 @@ Topology (all on loopback, each in its own OS process, so no two share a GIL):
   * gateways: `python -m gateway serve --config <tmp>/<name>.toml` (cache off / cache on /
     the large account; `--workers 2` variants when the CLI has that option);
   * ceiling: `python -m bench.ceiling`, a bare Starlette endpoint returning the same JSON;
+  * Hive Gateway and its five fakes (bench/hive/, bench/hive_gateway.py), for phase 5 only;
   * load: `wrk` (Debian package) with a generated Lua script for the POST body and keys;
     latency phases use httpx from this process, one request at a time.
 The machine has 2 cores: during throughput runs the gateway, the simulators and wrk share

@@ -2,7 +2,8 @@
 
     .venv/bin/pip install py-spy        # a profiler, not a project dependency
     .venv/bin/python -m bench.profile --query small --cached
-    .venv/bin/python -m bench.profile --query deep --large --connections 2   # the 2,000-holding account
+    .venv/bin/python -m bench.profile --query deep --large --connections 2   # the 10,000-holding account
+    .venv/bin/python -m bench.profile --query all-fields --connections 32 --no-coalesce   # many users
     .venv/bin/python -m bench.profile --query all-balances --connections 32 --one-account --no-coalesce
 
 Starts the simulators and one gateway like bench.perf does, loads it with wrk while py-spy
