@@ -13,12 +13,11 @@ import time
 from abc import ABC, abstractmethod
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Annotated, Any, ClassVar, Generic, Hashable, Mapping, Protocol, TypeVar
+from typing import Any, ClassVar, Generic, Hashable, Mapping, Protocol, TypeVar
 
 import httpx
 import msgspec
 import pydantic
-from pydantic import BeforeValidator
 
 from gateway.domain import money
 from gateway.domain.errors import UpstreamCode, UpstreamError, status_code_error
@@ -55,16 +54,6 @@ def utcnow() -> datetime:
 def as_utc(value: datetime) -> datetime:
     """Aware UTC; an upstream time without an offset is read as UTC, never as local time."""
     return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
-
-
-def decimal_string(value: Any) -> Decimal:
-    """An amount the upstream documents as a string: a JSON number means the shape changed."""
-    if not isinstance(value, str):
-        raise ValueError("amount must be a decimal string")
-    return money.to_decimal(value)
-
-
-DecimalString = Annotated[Decimal, BeforeValidator(decimal_string)]
 
 
 class UpstreamModel(pydantic.BaseModel):
