@@ -32,12 +32,12 @@ from gateway.simulation.world import World, simulator_module, to_toml
 
 ROOT = Path(__file__).resolve().parent.parent
 LARGE = "whale"
-# ~2,000 holdings in all. Calico serves at most 100 rows per call and has no cursor, so it
+# ~10,000 holdings in all. Calico serves at most 100 rows per call and has no cursor, so it
 # gets 100; the other four share the rest. `size` is a holding count for each simulator but
 # DALP, where it is token rows, most of them split over the participant's two wallets
-# (340 rows -> ~470 holdings).
-LARGE_SIZES = {Source.CALICO: 100, Source.CRYPTOFUSE: 475, Source.ONEBALANCE: 475,
-               Source.COBO: 475, Source.DALP: 340}
+# (1,830 rows -> ~2,520 holdings).
+LARGE_SIZES = {Source.CALICO: 100, Source.CRYPTOFUSE: 2501, Source.ONEBALANCE: 2500,
+               Source.COBO: 2500, Source.DALP: 1830}
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
 
@@ -328,8 +328,9 @@ bad = 0
 
 function init(args)
   for i, key in ipairs(keys) do
-    requests_by_key[i] = wrk.format("POST", "%(path)s",
-      {["Host"] = wrk.host, ["Content-Type"] = "application/json", ["Authorization"] = "Bearer " .. key}, body)
+    local headers = {["Host"] = wrk.host, ["Content-Type"] = "application/json", ["Authorization"] = "Bearer " .. key}
+    %(also)s
+    requests_by_key[i] = wrk.format("POST", "%(path)s", headers, body)
   end
 end
 
@@ -338,9 +339,13 @@ function request()
   return requests_by_key[(n %% #keys) + 1]
 end
 
+local expected = %(expected)s
+
 function response(status, headers, body)
   -- a GraphQL error in a 200 counts as bad too: a fast wrong answer is not throughput
-  if status ~= 200 or string.find(body, '"errors"', 1, true) then bad = bad + 1 end
+  -- (with an expected body, anything but exactly those bytes is bad)
+  if status ~= 200 or (expected and body ~= expected)
+     or (not expected and string.find(body, '"errors"', 1, true)) then bad = bad + 1 end
 end
 
 local threads = {}
@@ -387,10 +392,16 @@ def wrk_available() -> bool:
 
 
 def run_wrk(url: str, body: dict[str, Any], keys: list[str], *, connections: int, seconds: float,
-            workdir: Path, watch: dict[str, int], path: str = "/graphql") -> WrkResult:
-    """wrk (1 thread) against `url`; `watch` maps a label to a pid whose CPU use is reported."""
+            workdir: Path, watch: dict[str, int], path: str = "/graphql", also_header: str | None = None,
+            expected: bytes | None = None) -> WrkResult:
+    """wrk (1 thread) against `url`; `watch` maps a label to a pid whose CPU use is reported.
+    Each request carries `Authorization: Bearer <key>`, the keys in turn; `also_header`: the key
+    goes in that header too (Hive Gateway's harness forwards it to the API-key upstreams).
+    `expected`: every response must be exactly these bytes (else: no GraphQL `errors` in any)."""
     script = workdir / "wrk.lua"
-    script.write_text(WRK_SCRIPT % {"body": lua_string(json.dumps(body)), "path": path,
+    also = f'headers[{json.dumps(also_header)}] = key' if also_header else ""
+    script.write_text(WRK_SCRIPT % {"body": lua_string(json.dumps(body)), "path": path, "also": also,
+                                    "expected": lua_string(expected.decode()) if expected else "nil",
                                     "keys": ", ".join(lua_string(k) for k in keys)})
     before = {label: cpu_seconds(pid) for label, pid in watch.items()}
     children_before = resource.getrusage(resource.RUSAGE_CHILDREN)

@@ -2,7 +2,8 @@
 
     .venv/bin/pip install py-spy        # a profiler, not a project dependency
     .venv/bin/python -m bench.profile --query small --cached
-    .venv/bin/python -m bench.profile --query deep --large --connections 2   # the 2,000-holding account
+    .venv/bin/python -m bench.profile --query deep --large --connections 2   # the 10,000-holding account
+    .venv/bin/python -m bench.profile --query all-fields --connections 32 --no-coalesce   # many users
     .venv/bin/python -m bench.profile --query all-balances --connections 32 --one-account --no-coalesce
 
 Starts the simulators and one gateway like bench.perf does, loads it with wrk while py-spy
@@ -24,10 +25,10 @@ import threading
 from pathlib import Path
 
 from bench.common import LARGE, Gateway, Sims, build_world, run_wrk, world_digest
-from bench.perf import ALL_BALANCES, DEMO_KEY, DEEP, SMALL, gateway_config, warm_cache
+from bench.perf import ALL_BALANCES, ALL_FIELDS, DEMO_KEY, DEEP, SMALL, gateway_config, warm_cache
 from gateway.simulation.world import gateway_key
 
-QUERIES = {"small": SMALL, "deep": DEEP, "all-balances": ALL_BALANCES}
+QUERIES = {"small": SMALL, "deep": DEEP, "all-balances": ALL_BALANCES, "all-fields": ALL_FIELDS}
 FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^()]*?)(?::\d+)?\)$")
 
 

@@ -196,9 +196,11 @@ class SourceFetch:
     upstream_calls: int = 0
     # (cache key, response) pairs to store once the whole fetch has been read and normalized
     cache_writes: list = field(default_factory=list, repr=False)
+    # A copy handed out (the memo's or a joined read): its record lists are other requests' too.
+    shared: bool = field(default=False, compare=False, repr=False)
 
     def handed_out(self, **changes: Any) -> "SourceFetch":
         """This fetch for one more request (the memo's, or a read another request made):
         records and lists are shared, since consumers never mutate them; what a request adds
         to (warnings) is its own; the cache writes were done by the read that made it."""
-        return replace(self, warnings=list(self.warnings), cache_writes=[], **changes)
+        return replace(self, warnings=list(self.warnings), cache_writes=[], shared=True, **changes)

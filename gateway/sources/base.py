@@ -11,14 +11,13 @@ import decimal
 import logging
 import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Annotated, Any, ClassVar, Generic, Hashable, Mapping, Protocol, TypeVar
+from typing import Any, ClassVar, Generic, Hashable, Mapping, Protocol, TypeVar
 
 import httpx
+import msgspec
 import pydantic
-from pydantic import BeforeValidator
 
 from gateway.domain import money
 from gateway.domain.errors import UpstreamCode, UpstreamError, status_code_error
@@ -37,6 +36,7 @@ INCOMPLETE = frozenset({"POSSIBLY_TRUNCATED", "INCOMPLETE_PAGING", "UPSTREAM_REP
 
 ConfigT = TypeVar("ConfigT", bound=SourceConfig)
 IdentityT = TypeVar("IdentityT", bound=Hashable)
+StructT = TypeVar("StructT", bound=msgspec.Struct)
 
 
 class ConfiguredAccount(Protocol):
@@ -56,26 +56,44 @@ def as_utc(value: datetime) -> datetime:
     return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
 
 
-def decimal_string(value: Any) -> Decimal:
-    """An amount the upstream documents as a string: a JSON number means the shape changed."""
-    if not isinstance(value, str):
-        raise ValueError("amount must be a decimal string")
-    return money.to_decimal(value)
-
-
-DecimalString = Annotated[Decimal, BeforeValidator(decimal_string)]
-
-
 class UpstreamModel(pydantic.BaseModel):
     """Upstream JSON: strict about the fields the gateway reads, tolerant of the rest."""
     model_config = pydantic.ConfigDict(extra="ignore")
 
 
-@dataclass(slots=True)
+_UNPARSED = object()
+_TYPED: dict[type, msgspec.json.Decoder] = {}
+
+
 class UpstreamResponse:
-    status: int
-    retry_after: float | None
-    body: Any  # parsed JSON (floats as Decimal), or None when the body was not JSON
+    """One upstream answer. `body` is its JSON parsed when first read (floats as Decimal), or
+    None when it was not JSON (a 2xx that is not JSON raises BAD_RESPONSE); a client that
+    decodes the bytes straight into typed structs (`SourceClient.decode`) never parses it twice."""
+    __slots__ = ("status", "retry_after", "raw", "_body", "_source")
+
+    def __init__(self, status: int, retry_after: float | None, body: Any = _UNPARSED, *,
+                 raw: bytes | None = None, source: SourceId | None = None):
+        self.status = status
+        self.retry_after = retry_after
+        self.raw = raw
+        self._body = body if body is not _UNPARSED or raw else None
+        self._source = source
+
+    @property
+    def body(self) -> Any:
+        if self._body is _UNPARSED:
+            self._body = None
+            try:
+                self._body = money.loads(self.raw)
+            except ValueError:  # msgspec's DecodeError and UnicodeDecodeError are ValueErrors
+                self._not_json()
+        return self._body
+
+    def _not_json(self) -> None:
+        if 200 <= self.status < 300:
+            display = self._source.display if self._source is not None else "The upstream"
+            raise UpstreamError(UpstreamCode.BAD_RESPONSE, f"{display} sent a body that is not JSON",
+                                status=self.status) from None
 
 
 class SourceClient(ABC, Generic[ConfigT, IdentityT]):
@@ -156,14 +174,26 @@ class SourceClient(ABC, Generic[ConfigT, IdentityT]):
         moment = datetime.fromtimestamp(live.fetched_at, timezone.utc)
         if fetch.fetched_at is None or moment < fetch.fetched_at:
             fetch.fetched_at = moment   # a fetch is as old as its oldest page
+        return UpstreamResponse(live.status, live.retry_after, raw=live.body, source=self.source)
+
+    @staticmethod
+    def decode(response: UpstreamResponse, struct: type[StructT]) -> StructT:
+        """The body decoded straight into `struct` (a msgspec Struct), validated while it is
+        read: no dict of the whole body is built. JSON numbers keep their digits (float_hook);
+        a body that is not JSON is BAD_RESPONSE as with `body`; one of another shape raises
+        msgspec.ValidationError (a ValueError: BAD_RESPONSE, "could not read", in `_read`)."""
+        if response.raw is None:   # built from a parsed body (tests)
+            return msgspec.convert(response.body, struct)
+        decoder = _TYPED.get(struct)
+        if decoder is None:
+            decoder = _TYPED[struct] = msgspec.json.Decoder(struct, float_hook=Decimal)
         try:
-            parsed = money.loads(live.body) if live.body else None
-        except ValueError:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-            parsed = None
-            if 200 <= live.status < 300:
-                raise UpstreamError(UpstreamCode.BAD_RESPONSE,
-                                    f"{self.source.display} sent a body that is not JSON", status=live.status) from None
-        return UpstreamResponse(status=live.status, retry_after=live.retry_after, body=parsed)
+            return decoder.decode(response.raw)
+        except msgspec.ValidationError:
+            raise
+        except msgspec.DecodeError:
+            response._not_json()
+            raise
 
     def raise_for_status(self, response: UpstreamResponse) -> None:
         """Default: any non-2xx becomes the mapped UpstreamError."""

@@ -243,18 +243,23 @@ def test_positions_totals_holdings_and_wallets_together_make_one_call_per_identi
 @given(holdings(max_size=40))
 def test_valued_accounts_value_the_same_reads_once(portfolio):
     """Copies of the same fetches (shared reads, the memo) get the one valuation made for them;
-    other reads get their own; the store is bounded."""
+    other reads get their own; a request's own fresh read is valued but never kept (it would
+    hold its records for hundreds of requests); the store is bounded."""
     from dataclasses import replace
     from gateway.domain.records import SourceFetch, SourceState
     from resolvers.valuation import Valued, ValuedAccounts
     wallets = list({h.wallet.id: h.wallet for h in portfolio}.values())
     fetch = SourceFetch(source=Source.COBO, account_id="acct", state=SourceState.OK, wallets=wallets, holdings=portfolio)
     store = ValuedAccounts(maxsize=2)
-    first = store.of([fetch])
-    assert first == Valued.of([fetch]) and first.holdings == derive_values(portfolio)
-    assert sum(len(v) for v in first.by_wallet.values()) == len(portfolio)
-    assert store.of([replace(fetch, warnings=[])]) is first           # a copy: same lists, same valuation
-    other = replace(fetch, holdings=list(portfolio))                   # a new read, equal records
+    alone = store.of([fetch])                                          # a fresh read: valued, not kept
+    assert alone == Valued.of([fetch]) and alone.holdings == derive_values(portfolio)
+    assert sum(len(v) for v in alone.by_wallet.values()) == len(portfolio)
+    assert len(store.entries) == 0 and store.of([fetch]) is not alone
+    assert len(store.of([fetch, fetch.handed_out()]).holdings) == 2 * len(portfolio) and len(store.entries) == 0
+    first = store.of([fetch.handed_out()])
+    assert first == alone and len(store.entries) == 1
+    assert store.of([fetch.handed_out(from_cache=True)]) is first      # a copy: same lists, same valuation
+    other = replace(fetch, holdings=list(portfolio)).handed_out()      # a new read, equal records
     assert store.of([other]) is not first and store.of([other]) == first
-    store.of([replace(fetch, holdings=[])])                            # a third: the first is dropped
-    assert len(store.entries) == 2 and store.of([fetch]) is not first
+    store.of([replace(fetch, holdings=[]).handed_out()])               # a third: the first is dropped
+    assert len(store.entries) == 2 and store.of([fetch.handed_out()]) is not first

@@ -10,48 +10,48 @@ Traps handled here (docs/UPSTREAMS.md):
 """
 from __future__ import annotations
 
-import decimal
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import BeforeValidator, SecretStr
+import msgspec
+from pydantic import SecretStr
 
 from gateway.domain import ids, money
 from gateway.sources.calico.config import CalicoSourceConfig
 from gateway.domain.records import (AmountPrecision, HoldingRecord, Money, Price, PriceReliability,
                              SourceFetch, SourceId, SourceState, SourceWarning, Token, WalletKind, WalletRecord)
 from gateway.upstream.pipeline import FetchOptions
-from gateway.sources.base import ConfiguredAccount, SourceClient, UpstreamModel, as_utc
+from gateway.sources.base import ConfiguredAccount, SourceClient, as_utc
 
 PAGE_LIMIT = 100  # Calico's documented maximum; there is no cursor beyond it
 
 
-def _number(value: Any) -> Decimal:
-    """A JSON number (already Decimal/int from base.get) as Decimal; floats and bools refused."""
-    try:
-        return money.to_decimal(value)
-    except (TypeError, decimal.InvalidOperation) as exc:
-        raise ValueError("not a number") from exc  # pydantic turns ValueError into a ValidationError
+def _finite(value: Decimal | None) -> Decimal | None:
+    if value is not None and not value.is_finite():
+        raise ValueError("not a finite number")
+    return value
 
 
-Number = Annotated[Decimal, BeforeValidator(_number)]
-
-
-class CalicoAsset(UpstreamModel):
+# The body is decoded from its bytes straight into these structs (SourceClient.decode, msgspec):
+# JSON numbers become Decimals from their printed digits (never a float); a bool or another
+# type where a number belongs is refused; unknown fields are ignored.
+class CalicoAsset(msgspec.Struct, kw_only=True):
     """One row of `data[]`."""
-
     asset_symbol: str
-    asset_holdings: Number
-    price_in_usd: Number | None = None      # position value in USD; null/absent = unpriced
-    staked_holdings: Number | None = None
+    asset_holdings: Decimal
+    price_in_usd: Decimal | None = None      # position value in USD; null/absent = unpriced
+    staked_holdings: Decimal | None = None
     time_fetched: datetime | None = None
     crypto_source_id: str
     wallet_address_redacted: str | None = None  # exchanges may have no address
 
+    def __post_init__(self) -> None:
+        _finite(self.asset_holdings), _finite(self.price_in_usd), _finite(self.staked_holdings)
 
-class CalicoAssetsResponse(UpstreamModel):
+
+class CalicoAssetsResponse(msgspec.Struct, kw_only=True):
     data: list[CalicoAsset]
     errors: list[Any] | None = None         # shape undocumented: only counted, never quoted
 
@@ -96,7 +96,7 @@ class CalicoClient(SourceClient[CalicoSourceConfig, CalicoIdentity]):
         headers = {"Authorization": f"Bearer {identity.token.get_secret_value()}"}
         response = await self.get(fetch, "/assets", options, params=identity.params(), headers=headers)
         self.raise_for_status(response)
-        body = CalicoAssetsResponse.model_validate(response.body)
+        body = self.decode(response, CalicoAssetsResponse)
         self._normalize(identity.account_id, body.data, fetch)
         if len(body.data) >= PAGE_LIMIT:
             fetch.state = SourceState.PARTIAL

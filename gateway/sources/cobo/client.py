@@ -14,6 +14,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
 
+import msgspec
 from pydantic import SecretStr
 
 from gateway.domain import ids, money
@@ -22,7 +23,7 @@ from gateway.domain.errors import UpstreamCode, UpstreamError
 from gateway.domain.records import (AmountPrecision, HoldingRecord, SourceFetch, SourceWarning, Token,
                              WalletKind, WalletRecord)
 from gateway.upstream.pipeline import FetchOptions
-from gateway.sources.base import ConfiguredAccount, DecimalString, SourceClient, UpstreamModel, as_utc
+from gateway.sources.base import ConfiguredAccount, SourceClient, UpstreamModel, as_utc
 
 PATH = "/api/v1/wallets/balances"
 PAGE_LIMIT = 200      # the documented maximum
@@ -30,28 +31,39 @@ MAX_PAGES = 500       # 100k rows for one wallet: beyond that we assume a runawa
 MAX_REFRESH_ADDRESSES = 20   # a client refresh costs one call per address: bound it
 
 
-class BalanceRead(UpstreamModel):
+def _amount(value: str | None) -> Decimal | None:
+    return None if value is None else money.to_decimal(value)
+
+
+# A page is decoded from its bytes straight into these structs (SourceClient.decode, msgspec):
+# validated while read, unknown fields ignored. Amounts are declared `str` (a JSON number
+# there means the shape changed, and is refused) and become exact Decimals in __post_init__.
+class BalanceRead(msgspec.Struct, kw_only=True):
     token_id: str
-    amount: DecimalString
+    amount: str
     wallet_uuid: str | None = None
     cobo_wallet_id: str | None = None
     address: str | None = None
     chain_id: str | None = None
-    total: DecimalString | None = None
-    pending: DecimalString | None = None
-    locked: DecimalString | None = None
+    total: str | None = None
+    pending: str | None = None
+    locked: str | None = None
     updated_at: datetime | None = None
     balance_updated_at: datetime | None = None
 
+    def __post_init__(self) -> None:
+        self.amount = money.to_decimal(self.amount)
+        self.total, self.pending, self.locked = _amount(self.total), _amount(self.pending), _amount(self.locked)
 
-class PaginationMeta(UpstreamModel):
+
+class PaginationMeta(msgspec.Struct, kw_only=True):
     total: int | None = None
     has_more: bool = False
     after: str | None = None
     before: str | None = None
 
 
-class BalancesResponse(UpstreamModel):
+class BalancesResponse(msgspec.Struct, kw_only=True):
     result: list[BalanceRead]
     success: bool = True
     meta: PaginationMeta | None = None
@@ -136,12 +148,23 @@ class CoboClient(SourceClient[CoboSourceConfig, CoboIdentity]):
 
     def _parse(self, response: Any) -> BalancesResponse:
         self.raise_for_status(response)
+        try:
+            page = self.decode(response, BalancesResponse)
+        except ValueError:   # not a page: a failure report without rows, perhaps
+            self._failure_reported(response)
+            raise
+        if not page.success:
+            self._failure_reported(response)
+        return page
+
+    @staticmethod
+    def _failure_reported(response: Any) -> None:
+        """A 2xx that still says it failed (`success: false`) is BAD_RESPONSE; its message is never echoed."""
         body = response.body
         if isinstance(body, dict) and body.get("success") is False:
-            ErrorResponse.model_validate(body)   # a 2xx that still says it failed
+            ErrorResponse.model_validate(body)
             raise UpstreamError(UpstreamCode.BAD_RESPONSE, "Cobo reported a failure (success: false)",
                                 status=response.status)
-        return BalancesResponse.model_validate(body)
 
     def _token(self, row: BalanceRead) -> Token:
         known = self.registry.token_alias(self.source, row.token_id)

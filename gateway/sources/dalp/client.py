@@ -20,8 +20,8 @@ from dataclasses import dataclass, replace
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Annotated, Any
 
-import pydantic
-from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, SecretStr, StrictBool, StrictInt
+import msgspec
+from pydantic import SecretStr
 
 from gateway.domain import ids, money
 from gateway.sources.dalp.config import DalpSourceConfig
@@ -30,7 +30,7 @@ from gateway.domain.evm import checksum, is_evm_address
 from gateway.domain.records import (AmountPrecision, Chain, HoldingRecord, Money, Price, PriceReliability,
                              SourceFetch, SourceState, SourceWarning, Token, WalletKind, WalletRecord)
 from gateway.upstream.pipeline import FetchOptions
-from gateway.sources.base import ConfiguredAccount, DecimalString, SourceClient, UpstreamModel, UpstreamResponse
+from gateway.sources.base import ConfiguredAccount, SourceClient, UpstreamResponse
 
 PATH = "/api/v2/user-asset-balances"
 PAGE_LIMIT = 200        # the documented maximum
@@ -39,8 +39,10 @@ PARTICIPANT_WALLET = "participant"   # local id of the aggregate when a row has 
 UNKNOWN_SYMBOL = "UNKNOWN"           # the yield denomination's placeholder
 
 
-def _not_negative(amount: Decimal) -> Decimal:
-    """DALP returns only positive balances: a negative one means the shape changed."""
+def _amount(value: str) -> Decimal:
+    """A documented decimal string; DALP returns only positive balances: a negative one means
+    the shape changed."""
+    amount = money.to_decimal(value)
     if amount < 0:
         raise ValueError("amount must not be negative")
     return amount
@@ -52,26 +54,26 @@ def _evm(value: str) -> str:
     return value
 
 
-Amount = Annotated[DecimalString, AfterValidator(_not_negative)]
-EvmAddress = Annotated[str, AfterValidator(_evm)]
+# The page is decoded from its bytes straight into these structs (SourceClient.decode, msgspec):
+# validated while read, unknown fields ignored. Amount fields are declared `str` (a JSON
+# number there means the shape changed, and is refused) and become exact Decimals in
+# __post_init__; a ValueError raised there fails the read as BAD_RESPONSE.
+class WalletBalance(msgspec.Struct, kw_only=True):
+    wallet: str
+    value: str
+    frozen: str
+    available: str
+
+    def __post_init__(self) -> None:
+        _evm(self.wallet)
+        self.value, self.frozen, self.available = _amount(self.value), _amount(self.frozen), _amount(self.available)
 
 
-class _Lenient(UpstreamModel):
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)   # aliases: valueInBaseCurrency ...
-
-
-class WalletBalance(_Lenient):
-    wallet: EvmAddress
-    value: Amount
-    frozen: Amount
-    available: Amount
-
-
-class Denomination(_Lenient):
+class Denomination(msgspec.Struct, kw_only=True):
     # Informational only (never a holding's token), so a sparse block must not fail the read.
     id: str | None = None
     symbol: str | None = None
-    decimals: StrictInt | None = None
+    decimals: int | None = None
 
     @property
     def is_fallback(self) -> bool:
@@ -79,22 +81,22 @@ class Denomination(_Lenient):
         return self.symbol == UNKNOWN_SYMBOL
 
 
-class YieldSchedule(_Lenient):
+class YieldSchedule(msgspec.Struct, kw_only=True):
     id: str | None = None
-    denomination_asset: Denomination | None = Field(None, alias="denominationAsset")
+    denomination_asset: Denomination | None = msgspec.field(default=None, name="denominationAsset")
 
 
-class YieldInfo(_Lenient):
+class YieldInfo(msgspec.Struct, kw_only=True):
     schedule: YieldSchedule | None = None
 
 
-class TokenInfo(_Lenient):
+class TokenInfo(msgspec.Struct, kw_only=True):
     id: str
     symbol: str
     name: str | None = None
     type: str | None = None
-    decimals: StrictInt = Field(ge=0, le=77)
-    yield_: YieldInfo | None = Field(None, alias="yield")
+    decimals: Annotated[int, msgspec.Meta(ge=0, le=77)]
+    yield_: YieldInfo | None = msgspec.field(default=None, name="yield")
 
     def yield_denomination(self) -> Denomination | None:
         """The asset the yield pays in, or None when unknown (including the UNKNOWN fallback)."""
@@ -103,29 +105,36 @@ class TokenInfo(_Lenient):
         return None if denomination is None or denomination.is_fallback else denomination
 
 
-class BalanceRow(_Lenient):
+class BalanceRow(msgspec.Struct, kw_only=True):
     id: str
-    value: Amount
-    frozen: Amount
-    available: Amount
-    value_in_base_currency: Amount | None = Field(alias="valueInBaseCurrency")   # required, nullable
-    price_reliable: StrictBool = Field(alias="priceInBaseCurrencyReliable")
+    value: str
+    frozen: str
+    available: str
+    value_in_base_currency: str | None = msgspec.field(name="valueInBaseCurrency")   # required, nullable
+    price_reliable: bool = msgspec.field(name="priceInBaseCurrencyReliable")
     token: TokenInfo
-    by_wallet: Annotated[list[WalletBalance], BeforeValidator(lambda v: [] if v is None else v)] = Field(
-        default_factory=list, alias="byWallet")   # absent, null or [] all mean "no split given"
+    # absent, null or [] all mean "no split given"
+    by_wallet: list[WalletBalance] | None = msgspec.field(default=None, name="byWallet")
+
+    def __post_init__(self) -> None:
+        self.value, self.frozen, self.available = _amount(self.value), _amount(self.frozen), _amount(self.available)
+        if self.value_in_base_currency is not None:
+            self.value_in_base_currency = _amount(self.value_in_base_currency)
+        if self.by_wallet is None:
+            self.by_wallet = []
 
 
-class Meta(_Lenient):
-    total: StrictInt = Field(ge=0)
+class Meta(msgspec.Struct, kw_only=True):
+    total: Annotated[int, msgspec.Meta(ge=0)]
 
 
-class BalancesPage(_Lenient):
+class BalancesPage(msgspec.Struct, kw_only=True):
     data: list[BalanceRow]
     meta: Meta
     links: dict[str, str | None] | None = None   # read but never followed (see module doc)
 
 
-class ErrorBody(_Lenient):
+class ErrorBody(msgspec.Struct, kw_only=True):
     """Assumed platform error shape; only `code` is used, `message` is never echoed."""
     code: str
     status: int | None = None
@@ -207,15 +216,15 @@ class DalpClient(SourceClient[DalpSourceConfig, DalpIdentity]):
     def _parse(self, response: UpstreamResponse) -> BalancesPage:
         if response.status in (401, 403):
             try:
-                code = ErrorBody.model_validate(response.body).code
-            except pydantic.ValidationError:
+                code = msgspec.convert(response.body, ErrorBody).code
+            except msgspec.ValidationError:
                 code = None
             message = ("DALP does not let the gateway's key read the configured wallet (FORBIDDEN)"
                        if code == "FORBIDDEN" or response.status == 403 else
                        "DALP rejected the gateway's API key or the participant has no wallet (UNAUTHORIZED)")
             raise UpstreamError(UpstreamCode.AUTH_FAILED, message, status=response.status)
         self.raise_for_status(response)
-        return BalancesPage.model_validate(response.body)
+        return self.decode(response, BalancesPage)
 
     # -- normalizing --------------------------------------------------------
     def _normalize(self, identity: DalpIdentity, rows: list[BalanceRow], fetch: SourceFetch) -> None:

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field, SecretStr
+import msgspec
+from pydantic import SecretStr
 
 from gateway.domain import ids, money
 from gateway.sources.onebalance.config import OneBalanceSourceConfig
@@ -37,25 +38,45 @@ PATH = "/v3/balances/aggregated-balance"
 EVM = "eip155"
 
 
-class AssetBalance(UpstreamModel):
+# Decoded from the body's bytes straight into these structs (SourceClient.decode, msgspec):
+# validated while read, unknown fields ignored, JSON numbers kept to their digits.
+BaseUnits = Annotated[str, msgspec.Meta(pattern=r"^[0-9]+$")]   # base units; a JSON number is refused
+
+
+def _finite(value: Decimal | None) -> Decimal | None:
+    if value is not None and not value.is_finite():
+        raise ValueError("fiatValue must be a finite number")
+    return value
+
+
+class AssetBalance(msgspec.Struct, kw_only=True):
     """One token's balance: an `individualAssetBalances` entry or a `balanceBySpecificAsset` entry."""
-    assetType: str = Field(min_length=3)
-    balance: str = Field(pattern=r"^[0-9]+$")        # base units; a JSON number would be refused
-    fiatValue: Decimal | None = None                  # a JSON float, parsed as Decimal
+    assetType: Annotated[str, msgspec.Meta(min_length=3)]
+    balance: BaseUnits
+    fiatValue: Decimal | None = None                  # a JSON float, read as Decimal from its digits
+
+    def __post_init__(self) -> None:
+        _finite(self.fiatValue)
 
 
-class AggregatedAssetBalance(UpstreamModel):
+class AggregatedAssetBalance(msgspec.Struct, kw_only=True):
     aggregatedAssetId: str
-    balance: str = Field(pattern=r"^[0-9]+$")        # sum of the members: never used for holdings
+    balance: BaseUnits                                # sum of the members: never used for holdings
     individualAssetBalances: list[AssetBalance]
     fiatValue: Decimal | None = None
 
+    def __post_init__(self) -> None:
+        _finite(self.fiatValue)
 
-class TotalBalance(UpstreamModel):
+
+class TotalBalance(msgspec.Struct, kw_only=True):
     fiatValue: Decimal
 
+    def __post_init__(self) -> None:
+        _finite(self.fiatValue)
 
-class AggregatedBalanceResponse(UpstreamModel):
+
+class AggregatedBalanceResponse(msgspec.Struct, kw_only=True):
     # Strict about what holdings are built from; tolerant of the rest, which we do not use.
     accounts: dict[str, Any] = {}                     # chain type ("evm", "solana") -> address
     balanceByAggregatedAsset: list[AggregatedAssetBalance]
@@ -117,7 +138,7 @@ class OneBalanceClient(SourceClient[OneBalanceSourceConfig, OneBalanceIdentity])
         response = await self.get(fetch, PATH, options, params=params,
                                   headers={"x-api-key": identity.api_key.get_secret_value()})
         self.raise_for_status(response)
-        self.normalize(identity, AggregatedBalanceResponse.model_validate(response.body), fetch)
+        self.normalize(identity, self.decode(response, AggregatedBalanceResponse), fetch)
 
     def wallets_of(self, identity: OneBalanceIdentity) -> dict[str, WalletRecord]:
         """One wallet per listed address, keyed by namespace."""
