@@ -155,6 +155,11 @@ async def _build_view(ctx: RequestContext, account: AccountConfig) -> AccountVie
     return _view_of(ctx, await fetch_account(ctx, account))
 
 
+def view_of(ctx: RequestContext, fetches: list[SourceFetch]) -> AccountView:
+    """An account's view from reads already made (a live event's)."""
+    return _view_of(ctx, fetches)
+
+
 def _view_of(ctx: RequestContext, fetches: list[SourceFetch]) -> AccountView:
     valued = ctx.state.valued.of(fetches)
     for h in valued.holdings:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from aiodataloader import DataLoader
 
@@ -45,6 +45,7 @@ class GatewayState:
     key_index: dict[bytes, str] = field(default_factory=dict)
     valued: ValuedAccounts = field(default_factory=ValuedAccounts)   # accounts' valued holdings, per set of reads
     account_reads: InFlight = field(default_factory=InFlight)   # whole accounts being read (accounts.fetch_account)
+    live: Any = None    # gateway.live.hub.LiveHub: subscriptions' shared pollers (set by create_app)
 
     def __post_init__(self) -> None:
         for account in self.config.accounts:
@@ -84,6 +85,10 @@ class RequestContext:
     # per account: maxAge/refresh asked on viewer/account/accounts (first ask wins)
     fetch_options: dict[str, FetchOptions] = field(default_factory=dict)
     ledger: ReadLedger | None = None    # what this request read (the gate's; none outside HTTP)
+    client_id: str = ""                 # the credential's rate-limit id (per-key subscription cap)
+    connection_params: Any = None       # graphql-transport-ws connection_init payload (strawberry sets it)
+    # Subscriptions: whether the credential still authenticates (asked before each event).
+    still_authorized: Callable[[], bool] | None = None
 
     def ask(self, account_id: str, max_age_s: float | None, refresh: bool) -> None:
         if (max_age_s is not None or refresh) and account_id not in self.fetch_options:

@@ -15,6 +15,7 @@ from resolvers import representations as entity_representations
 from schema import scalars
 from gateway.engine.execution import GatewayExecutionContext
 from schema.query import Query
+from schema.live import Subscription
 from gateway.engine.validation import DocumentValidationCache
 from schema.types import Account, Holding, Token, Wallet
 
@@ -45,6 +46,7 @@ def build_schema() -> strawberry.Schema:
     # `_service { sdl }` and `_entities` are added (resolvers/entities.py, federation/).
     return GatewaySchema(
         query=Query,
+        subscription=Subscription,
         federation_version=FEDERATION_VERSION,
         types=[Account, Wallet, Token, Holding],
         # Factories, not instances: per-request extension objects, shared module-level caches.

@@ -22,6 +22,7 @@ class ClientCode(str, Enum):
     FORBIDDEN = "FORBIDDEN"
     NOT_FOUND = "NOT_FOUND"
     INTERNAL = "INTERNAL_SERVER_ERROR"
+    MAX_SUBSCRIPTIONS = "MAX_SUBSCRIPTIONS"   # the key has [live] max_subscriptions_per_key open
     MAX_JSON_DEPTH = "MAX_JSON_DEPTH_LIMIT"   # refused at the door: the body or a GET parameter nests too deeply
 
 

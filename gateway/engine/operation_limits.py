@@ -112,6 +112,8 @@ def estimate_cost(shape: Shape, ctx: Any) -> int:
     for name, args, reads, history in shape.roots:
         if name == "viewer":
             ids = [caller]
+        elif name == "viewerChanged":
+            ids, reads = [caller], True   # every event reads the caller's sources (once per poll, shared)
         elif name == "account":
             ids = [args.get("id")]
         elif name == "accounts":

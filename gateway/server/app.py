@@ -22,8 +22,10 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Route, WebSocketRoute
 from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET
 
@@ -38,6 +40,9 @@ from gateway.server.graphiql import ASSETS_ROUTE, graphiql_page, graphiql_routes
 from gateway.server.http_headers import SecurityHeaders, slash_redirects
 from gateway.upstream.http import make_http_client
 from gateway.upstream.redis_client import build_redis_client
+from gateway.live.hub import LiveHub
+from gateway.policy.auth import Authenticator, AuthError
+from gateway.server.live_transport import GatewayTransportWSHandler, credential_from_payload
 from gateway.observability.metrics import GatewayMetrics, RequestMetrics
 from gateway.policy.persisted_queries import PersistedQueries
 from gateway.policy.rate_limit import RateLimiter
@@ -74,7 +79,12 @@ class CodedHTTPException(HTTPException):
 
 
 class GatewayGraphQL(tracing.TracedOperations, GraphQL):   # a span per operation when tracing is on
-    """Strawberry's ASGI view with our context, error shapes, JSON encoder and GraphiQL page."""
+    """Strawberry's ASGI view with our context, error shapes, JSON encoder and GraphiQL page.
+    Subscriptions: graphql-transport-ws on this path (gateway/server/live_transport.py) and
+    multipart HTTP (Apollo's subscriptionSpec 1.0, strawberry's own)."""
+
+    protocols = (GRAPHQL_TRANSPORT_WS_PROTOCOL,)   # the key rules are written for this one
+    graphql_transport_ws_handler_class = GatewayTransportWSHandler
 
     def __init__(self, state: GatewayState, *, graphiql: bool, persisted: PersistedQueries):
         super().__init__(default_schema, graphql_ide="graphiql" if graphiql else None,
@@ -82,16 +92,54 @@ class GatewayGraphQL(tracing.TracedOperations, GraphQL):   # a span per operatio
         self.state = state
         self.persisted = persisted
         self._graphiql = graphiql_page(DEMO_KEY if state.config.demo else None)
+        self.auth = Authenticator(state)
+        self.ws_keep_alive_s = state.config.live.keep_alive_s
+        self.allowed_origins = frozenset(state.config.server.cors_origins)   # browsers on other origins
+        self.max_subscriptions_per_connection = state.config.live.max_subscriptions_per_key
 
     async def get_context(self, request: Any, response: Any = None) -> RequestContext:
         deadline = Deadline.after(self.state.config.server.request_deadline_s)
         ctx = RequestContext(state=self.state, caller=getattr(request.state, "caller", None),
                              is_admin=getattr(request.state, "is_admin", False), loaders={},
                              request_id=getattr(request.state, "request_id", ""), deadline=deadline,
-                             ledger=getattr(request.state, "ledger", None))
+                             ledger=getattr(request.state, "ledger", None),
+                             client_id=getattr(request.state, "client_id", ""),
+                             still_authorized=getattr(request.state, "still_authorized", None))
         ctx.loaders = make_loaders(self.state.clients, ctx.fetch_options, ctx.default_options)
         request.state.ctx = ctx
         request.state.sub_response = response
+        return ctx
+
+    async def on_ws_connect(self, context: RequestContext) -> Any:
+        """graphql-transport-ws: the key in connection_init's payload, checked as the gate checks headers."""
+        credential = credential_from_payload(context.connection_params)
+        if credential is None:
+            raise ConnectionRejectionError()
+        try:
+            caller = self.auth.identify(credential)
+        except AuthError:
+            raise ConnectionRejectionError() from None
+        context.caller, context.is_admin, context.client_id = caller.account, caller.is_admin, caller.client_id
+        context.still_authorized = self.still_authorized(credential)
+        return UNSET
+
+    def still_authorized(self, credential: str) -> Any:
+        """Asked before each live event: the subscription ends once the key no longer authenticates."""
+        def check() -> bool:
+            try:
+                self.auth.identify(credential)
+            except AuthError:
+                return False
+            return True
+        return check
+
+    def operation_context(self, connection: RequestContext) -> RequestContext:
+        """A context of its own for one operation on a WebSocket (same caller, fresh state)."""
+        ctx = RequestContext(state=self.state, caller=connection.caller, is_admin=connection.is_admin, loaders={},
+                             request_id=connection.request_id,
+                             deadline=Deadline.after(self.state.config.server.request_deadline_s),
+                             client_id=connection.client_id, still_authorized=connection.still_authorized)
+        ctx.loaders = make_loaders(self.state.clients, ctx.fetch_options, ctx.default_options)
         return ctx
 
     async def render_graphql_ide(self, request: Request) -> HTMLResponse:
@@ -233,6 +281,13 @@ def create_app(config: GatewayConfig, *, extra_routes: list[BaseRoute] | None = 
     # One Redis connection for what several processes must share beyond the cache:
     # rate-limit buckets and persisted queries.
     shared_redis = _redis_client(config)
+    # Live subscriptions: one poller per upstream identity, elected across processes through
+    # Redis (its own client: the notice channel blocks on reads longer than the cache's timeout).
+    live_redis = build_redis_client(config.cache.redis_url.get_secret_value(), timeout_s=5.0, retries=1) \
+        if config.cache.redis_url else None
+    state.live = LiveHub(state.clients, floor_s=config.live.min_interval_s,
+                         max_per_key=config.live.max_subscriptions_per_key,
+                         deadline_s=config.server.request_deadline_s, redis=live_redis)
     rate_limiter = RateLimiter(config.limits.rate_limit_per_s, config.limits.rate_limit_burst, shared_redis,
                                admin_rate=config.limits.admin_rate_limit_per_s,
                                admin_burst=config.limits.admin_rate_limit_burst)
@@ -281,6 +336,9 @@ def create_app(config: GatewayConfig, *, extra_routes: list[BaseRoute] | None = 
         if publishing is not None:
             publishing.cancel()
             worker_metrics.worker_stopping()
+        await state.live.close()
+        if live_redis is not None:
+            await live_redis.aclose()
         await http.aclose()
         if cache is not None and hasattr(cache, "close"):
             await cache.close()
@@ -289,6 +347,7 @@ def create_app(config: GatewayConfig, *, extra_routes: list[BaseRoute] | None = 
 
     routes: list[BaseRoute] = [
         Route("/graphql", graphql),   # the view answers other methods with a JSON 405
+        WebSocketRoute("/graphql", graphql),   # graphql-transport-ws subscriptions (live_transport.py)
         Route("/health", health, methods=["GET"]),
         *graphiql_routes(config.server.graphiql or config.demo),   # GraphiQL's own JS/CSS, when installed
         *(extra_routes or []),

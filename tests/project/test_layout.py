@@ -22,6 +22,7 @@ LEVELS: list[tuple[str, ...]] = [
     ("gateway.sources",),
     ("gateway.config",),
     ("gateway.accounts",),
+    ("gateway.live",),
     ("resolvers", "gateway.engine"),
     ("schema",),
     ("gateway.policy",),
