@@ -25,7 +25,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
-from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, MULTIPART_SUBSCRIPTION_PROTOCOL
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET
 
@@ -83,19 +83,20 @@ class GatewayGraphQL(tracing.TracedOperations, GraphQL):   # a span per operatio
     Subscriptions: graphql-transport-ws on this path (gateway/server/live_transport.py) and
     multipart HTTP (Apollo's subscriptionSpec 1.0, strawberry's own)."""
 
-    protocols = (GRAPHQL_TRANSPORT_WS_PROTOCOL,)   # the key rules are written for this one
     graphql_transport_ws_handler_class = GatewayTransportWSHandler
 
     def __init__(self, state: GatewayState, *, graphiql: bool, persisted: PersistedQueries):
         super().__init__(default_schema, graphql_ide="graphiql" if graphiql else None,
-                         allow_queries_via_get=True)
+                         allow_queries_via_get=True,
+                         # graphql-transport-ws (not the legacy graphql-ws) and Apollo's multipart HTTP
+                         subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, MULTIPART_SUBSCRIPTION_PROTOCOL),
+                         max_subscriptions_per_connection=state.config.live.max_subscriptions_per_key,
+                         allowed_origins=state.config.server.cors_origins)   # browsers on other origins
         self.state = state
         self.persisted = persisted
         self._graphiql = graphiql_page(DEMO_KEY if state.config.demo else None)
         self.auth = Authenticator(state)
         self.ws_keep_alive_s = state.config.live.keep_alive_s
-        self.allowed_origins = frozenset(state.config.server.cors_origins)   # browsers on other origins
-        self.max_subscriptions_per_connection = state.config.live.max_subscriptions_per_key
 
     async def get_context(self, request: Any, response: Any = None) -> RequestContext:
         deadline = Deadline.after(self.state.config.server.request_deadline_s)
