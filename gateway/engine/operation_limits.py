@@ -15,6 +15,7 @@ from typing import Any, Iterator
 from graphql import (ExecutionResult, FieldNode, FragmentDefinitionNode, FragmentSpreadNode, GraphQLError,
                      InlineFragmentNode, OperationDefinitionNode, SelectionSetNode, value_from_ast_untyped)
 from strawberry.extensions import SchemaExtension
+from strawberry.types.graphql import OperationType
 
 from gateway.domain import ids
 from gateway.support.by_identity import MISSING, ByIdentity
@@ -174,6 +175,10 @@ class OperationLimits(SchemaExtension):
         if limits is not None and ec.graphql_document is not None and not ec.result:
             verdict = self._check(limits, ec)
             if verdict is not None:
+                if ec.operation_type is OperationType.SUBSCRIPTION:
+                    # strawberry's subscription path does not look at ec.result; an error raised
+                    # here becomes the stream's one (error) result instead.
+                    raise verdict.errors[0]
                 ec.result = verdict    # strawberry then skips execution entirely
         yield
 

@@ -16,6 +16,7 @@ import asyncio
 from contextlib import suppress
 from typing import Any
 
+from graphql import GraphQLError, GraphQLSyntaxError
 from strawberry.subscriptions.protocols.graphql_transport_ws import handlers
 from strawberry.utils.aio import aclosing
 
@@ -58,6 +59,10 @@ class GatewayTransportWSHandler(handlers.BaseGraphQLTransportWSHandler):
             await operation.send_operation_message({"id": operation.id, "type": "complete"})
         except handlers._OperationStreamClosed:
             return
+        except GraphQLError as error:   # a document that does not parse: that operation's error
+            code = "GRAPHQL_PARSE_FAILED" if isinstance(error, GraphQLSyntaxError) else "GRAPHQL_VALIDATION_FAILED"
+            with suppress(Exception):
+                await operation.send_initial_errors([GraphQLError(error.message, extensions={"code": code})])
         except Exception as error:  # pragma: no cover - strawberry's own handling
             await self.handle_task_exception(error)
             with suppress(Exception):
