@@ -42,7 +42,7 @@ from gateway.upstream.http import make_http_client
 from gateway.upstream.redis_client import build_redis_client
 from gateway.live.hub import LiveHub
 from gateway.policy.auth import Authenticator, AuthError
-from gateway.server.live_transport import GatewayTransportWSHandler, credential_from_payload
+from gateway.server.live_transport import GatewayTransportWSHandler, TextFrames, credential_from_payload
 from gateway.observability.metrics import GatewayMetrics, RequestMetrics
 from gateway.policy.persisted_queries import PersistedQueries
 from gateway.policy.rate_limit import RateLimiter
@@ -84,6 +84,7 @@ class GatewayGraphQL(tracing.TracedOperations, GraphQL):   # a span per operatio
     multipart HTTP (Apollo's subscriptionSpec 1.0, strawberry's own)."""
 
     graphql_transport_ws_handler_class = GatewayTransportWSHandler
+    websocket_adapter_class = TextFrames
 
     def __init__(self, state: GatewayState, *, graphiql: bool, persisted: PersistedQueries):
         super().__init__(default_schema, graphql_ide="graphiql" if graphiql else None,

@@ -6,6 +6,7 @@
 * Each operation gets its own request context (strawberry hands every operation of a
   connection the same one): two subscriptions on one socket never share loaders,
   views or reported problems.
+* Messages go out as text frames (TextFrames), as the protocol requires.
 * The server pings an idle connection every `[live] keep_alive_s` (the client answers pong).
 Protocol errors keep strawberry's close codes (4400 bad message, 4401 subscribe before
 ack, 4409 duplicate id, 4429 second init, 4408 init timeout).
@@ -17,8 +18,23 @@ from contextlib import suppress
 from typing import Any
 
 from graphql import GraphQLError, GraphQLSyntaxError
+from starlette.websockets import WebSocketDisconnect
+from strawberry.asgi import ASGIWebSocketAdapter
+from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.subscriptions.protocols.graphql_transport_ws import handlers
 from strawberry.utils.aio import aclosing
+
+
+class TextFrames(ASGIWebSocketAdapter):
+    """graphql-transport-ws messages are text frames; the view's JSON encoder gives bytes
+    (strawberry would send those as binary frames, which graphql-ws clients refuse)."""
+
+    async def send_json(self, message: Any) -> None:
+        data = self.view.encode_json(message)
+        try:
+            await self.ws.send_text(data.decode() if isinstance(data, bytes) else data)
+        except WebSocketDisconnect as exc:
+            raise WebSocketDisconnected from exc
 
 
 class GatewayTransportWSHandler(handlers.BaseGraphQLTransportWSHandler):
