@@ -5,6 +5,7 @@ import asyncio
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
+from typing import Any
 from datetime import datetime
 
 from gateway.config import AccountConfig
@@ -148,6 +149,34 @@ def start_view(ctx: RequestContext, account: AccountConfig) -> asyncio.Future[Ac
         else:
             pending = asyncio.ensure_future(_build_view(ctx, account))
         ctx.views[account.id] = pending
+    return pending
+
+
+# Sources whose answers carry no price (docs/SOURCES: Cryptofuse and Cobo report amounts only):
+# a price derived for another source's holding never comes from them.
+REPORT_NO_PRICES = frozenset({Source.CRYPTOFUSE, Source.COBO})
+
+
+def start_source_view(ctx: RequestContext, account: AccountConfig, sources: Any) -> asyncio.Future[AccountView]:
+    """The account's view over some of its sources only, for a deferred (@defer) operation:
+    a field filtered to fast sources answers without waiting for a slow one. Reads go
+    through the same loaders as the whole view, so nothing is read twice. A holding without
+    a price may get one derived from another source's (resolvers/valuation.py): then the
+    field waits for the whole view, so the answer never differs from the non-deferred one."""
+    key = f"{account.id}\x00" + ",".join(sorted(s.value for s in sources))
+    pending = ctx.views.get(key)
+    if pending is None:
+        async def build() -> AccountView:
+            chosen = [(s, i) for s, i in _identities(ctx, account) if s in sources]
+            fetches = list(await asyncio.gather(*(ctx.loaders[s].load(i) for s, i in chosen)))
+            ctx.note_failures(fetches)
+            view = _view_of(ctx, fetches)
+            others_price = any(s not in sources and s not in REPORT_NO_PRICES for s in configured_sources(ctx, account))
+            if others_price and any(h.value is None and h.price is None and not h.token.is_testnet
+                                    for h in view.holdings):
+                return await account_view(ctx, account)
+            return view
+        pending = ctx.views[key] = asyncio.ensure_future(build())
     return pending
 
 

@@ -85,6 +85,7 @@ class RequestContext:
     # per account: maxAge/refresh asked on viewer/account/accounts (first ask wins)
     fetch_options: dict[str, FetchOptions] = field(default_factory=dict)
     ledger: ReadLedger | None = None    # what this request read (the gate's; none outside HTTP)
+    deferred: bool = False              # the operation uses @defer (engine/operation_limits.py sets it)
     client_id: str = ""                 # the credential's rate-limit id (per-key subscription cap)
     connection_params: Any = None       # graphql-transport-ws connection_init payload (strawberry sets it)
     # Subscriptions: whether the credential still authenticates (asked before each event).

@@ -51,7 +51,9 @@ def build_schema() -> strawberry.Schema:
         types=[Account, Wallet, Token, Holding],
         # Factories, not instances: per-request extension objects, shared module-level caches.
         extensions=[lambda: ParserCache(maxsize=512), DocumentValidationCache, OperationLimits],
-        config=StrawberryConfig(auto_camel_case=True, scalar_map=scalars.SCALAR_MAP),
+        # @defer/@stream: strawberry's incremental delivery over graphql-core 3.3 ([live] defer gates its use)
+        config=StrawberryConfig(auto_camel_case=True, scalar_map=scalars.SCALAR_MAP,
+                                enable_experimental_incremental_execution=True),
         execution_context_class=GatewayExecutionContext,   # plain fields read directly (schema/execution.py)
     )
 

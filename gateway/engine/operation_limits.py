@@ -14,6 +14,7 @@ from typing import Any, Iterator
 
 from graphql import (ExecutionResult, FieldNode, FragmentDefinitionNode, FragmentSpreadNode, GraphQLError,
                      InlineFragmentNode, OperationDefinitionNode, SelectionSetNode, value_from_ast_untyped)
+from graphql.language import BREAK, Visitor, visit
 from strawberry.extensions import SchemaExtension
 from strawberry.types.graphql import OperationType
 
@@ -97,6 +98,19 @@ def measure(document: Any, operation_name: str | None, variables: dict[str, Any]
         args = {a.name.value: value_from_ast_untyped(a.value, variables) for a in root.arguments or ()}
         shape.roots.append((root.name.value, args, reads, history))
     return shape
+
+
+def _defers(document: Any) -> bool:
+    found = []
+
+    class Defers(Visitor):
+        def enter_directive(self, node: Any, *_: Any) -> Any:
+            if node.name.value in ("defer", "stream"):
+                found.append(True)
+                return BREAK
+            return None
+    visit(document, Defers())
+    return bool(found)
 
 
 def _argument(node: FieldNode, name: str, variables: dict[str, Any]) -> Any:
@@ -197,6 +211,10 @@ class OperationLimits(SchemaExtension):
         if shape is None:
             return None
         config = ctx.state.config
+        if _defers(ec.graphql_document):
+            if not config.live.defer:
+                return _reject("DEFER_DISABLED", "@defer is off on this gateway ([live] defer = false)")
+            ctx.deferred = True   # fields filtered to some sources read only those (resolvers/portfolio.py)
         if shape.introspection and not (config.server.introspection or config.demo):
             return _reject("INTROSPECTION_DISABLED", "introspection is disabled on this gateway")
         if shape.depth > limits.max_depth:

@@ -69,9 +69,14 @@ class WSClient:
         return message["payload"]["data"]["viewerChanged"]
 
 
-async def multipart_events(base_url: str, query: str, variables: dict, key: str = "demo-key"):
-    """Yield each multipart part's JSON (heartbeats are `{}`) of one subscription."""
-    headers = {"Authorization": f"Bearer {key}", "Accept": 'multipart/mixed;subscriptionSpec="1.0",application/json'}
+SUBSCRIPTION_ACCEPT = 'multipart/mixed;subscriptionSpec="1.0",application/json'
+DEFER_ACCEPT = "multipart/mixed;deferSpec=20220824,application/json"
+
+
+async def multipart_events(base_url: str, query: str, variables: dict, key: str = "demo-key",
+                           accept: str = SUBSCRIPTION_ACCEPT):
+    """Yield each multipart part's JSON (heartbeats are `{}`) of one subscription (or @defer answer)."""
+    headers = {"Authorization": f"Bearer {key}", "Accept": accept}
     async with httpx.AsyncClient(timeout=30) as http:
         async with http.stream("POST", base_url + "/graphql", json={"query": query, "variables": variables},
                                headers=headers) as response:
