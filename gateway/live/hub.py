@@ -212,6 +212,9 @@ class SharedByRedis:
 
     def __init__(self, redis: Any) -> None:
         self.redis = redis
+        # Polls start together (a burst of subscribers): bound the commands in flight so the
+        # client's connection pool is never exhausted (that would look like Redis being away).
+        self.slots = asyncio.Semaphore(16)
         self.process = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.listener: asyncio.Task | None = None
         self.hub: LiveHub | None = None
@@ -232,9 +235,10 @@ class SharedByRedis:
     async def elect(self, poller: Poller) -> bool:
         ttl_ms = int((2 * poller.interval_s + LOCK_SLACK_S) * 1000)
         try:
-            if await self.redis.eval(_EXTEND, 1, self._lock(poller), poller.token, ttl_ms):
-                return True
-            return bool(await self.redis.set(self._lock(poller), poller.token, nx=True, px=ttl_ms))
+            async with self.slots:
+                if await self.redis.eval(_EXTEND, 1, self._lock(poller), poller.token, ttl_ms):
+                    return True
+                return bool(await self.redis.set(self._lock(poller), poller.token, nx=True, px=ttl_ms))
         except Exception as exc:   # Redis away: poll for our own subscribers rather than for nobody
             log.warning("live: redis unavailable (%s); polling locally", type(exc).__name__)
             return True
@@ -242,15 +246,18 @@ class SharedByRedis:
     async def want(self, poller: Poller) -> None:
         expires = time.time() + WANT_TTL_FACTOR * poller.interval_s
         with contextlib.suppress(Exception):
-            await self.redis.hset(self._wants(poller), self.process, f"{poller.interval_s}:{expires}")
-            await self.redis.expire(self._wants(poller), int(WANT_TTL_FACTOR * poller.interval_s) + 1)
+            async with self.slots:
+                await self.redis.hset(self._wants(poller), self.process, f"{poller.interval_s}:{expires}")
+                await self.redis.expire(self._wants(poller), int(WANT_TTL_FACTOR * poller.interval_s) + 1)
 
     async def interval_for(self, poller: Poller) -> float:
         """The smallest interval any process's subscribers want (never below the floor)."""
         best = poller.interval_s
         with contextlib.suppress(Exception):
             now = time.time()
-            for raw in (await self.redis.hgetall(self._wants(poller))).values():
+            async with self.slots:
+                wants = await self.redis.hgetall(self._wants(poller))
+            for raw in wants.values():
                 interval, _, expires = (raw.decode() if isinstance(raw, bytes) else raw).partition(":")
                 if float(expires) > now:
                     best = min(best, float(interval))
@@ -262,12 +269,14 @@ class SharedByRedis:
         if fetch.error is not None:   # our own words (SourceError), never an upstream body
             notice.update(code=fetch.error.code, message=fetch.error.message)
         with contextlib.suppress(Exception):
-            await self.redis.publish(CHANNEL, json.dumps(notice))
+            async with self.slots:
+                await self.redis.publish(CHANNEL, json.dumps(notice))
 
     async def retire(self, poller: Poller) -> None:
         with contextlib.suppress(Exception):
-            await self.redis.eval(_RELEASE, 1, self._lock(poller), poller.token)
-            await self.redis.hdel(self._wants(poller), self.process)
+            async with self.slots:
+                await self.redis.eval(_RELEASE, 1, self._lock(poller), poller.token)
+                await self.redis.hdel(self._wants(poller), self.process)
 
     async def _listen(self) -> None:
         while True:

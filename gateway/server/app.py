@@ -320,7 +320,8 @@ def create_app(config: GatewayConfig, *, extra_routes: list[BaseRoute] | None = 
         ready = not state.clients or len(open_) < len(state.clients)
         body.update(status="ready" if ready else "not_ready",
                     breakers={name: {**b, "state": BreakerState(b["state"]).value} for name, b in breakers.items()},
-                    cache=cache.describe() if cache is not None else {"backend": "off"})
+                    cache=cache.describe() if cache is not None else {"backend": "off"},
+                    live=state.live.describe())   # open subscriptions, pollers, their tasks, polls made
         return JSONResponse(body, status_code=200 if ready else 503)
 
     @contextlib.asynccontextmanager
