@@ -7,6 +7,8 @@
   connection the same one): two subscriptions on one socket never share loaders,
   views or reported problems.
 * Messages go out as text frames (TextFrames), as the protocol requires.
+* Only subscriptions: a query or mutation sent here gets an `error` message (they go over
+  HTTP, where the gate rate-limits them).
 * The server pings an idle connection every `[live] keep_alive_s` (the client answers pong).
 Protocol errors keep strawberry's close codes (4400 bad message, 4401 subscribe before
 ack, 4409 duplicate id, 4429 second init, 4408 init timeout).
@@ -22,6 +24,7 @@ from starlette.websockets import WebSocketDisconnect
 from strawberry.asgi import ASGIWebSocketAdapter
 from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.subscriptions.protocols.graphql_transport_ws import handlers
+from strawberry.types.graphql import OperationType
 from strawberry.utils.aio import aclosing
 
 
@@ -69,6 +72,8 @@ class GatewayTransportWSHandler(handlers.BaseGraphQLTransportWSHandler):
                 context_value=self.view.operation_context(self.context),
                 root_value=self.root_value,
                 operation_name=operation.operation_name,
+                # Queries and mutations go over HTTP, through the gate's rate limit and response reuse.
+                allowed_operation_types=(OperationType.SUBSCRIPTION,),
             )
             async with aclosing(result_source):
                 await self._send_result_stream(operation, result_source)

@@ -320,3 +320,14 @@ def test_the_cap_on_open_subscriptions_per_key():
                 assert (await other.event())["account"]["id"] == "demo"
     with stack(live={"min_interval_s": INTERVAL, "max_subscriptions_per_key": 2}) as (world, client, app):
         asyncio.run(run(str(client.http.base_url).rstrip("/")))
+
+
+async def test_queries_go_over_http_not_the_socket(live_stack):
+    url = live_stack[3]
+    async with WSClient(url) as ws:
+        await ws.acked()
+        op = await ws.subscribe("query { viewer { id } }")
+        message = await ws.message()
+        assert message["type"] == "error" and message["id"] == op, message
+        await ws.subscribe()
+        assert (await ws.event())["account"]["id"] == "demo"   # the socket is still usable
