@@ -246,9 +246,14 @@ async def run(args: argparse.Namespace) -> bool:
             await asyncio.sleep(1)
             before_state = [status(p) for p in procs]
             started = time.monotonic()
-            per_conn = cycles // 20
-            failed = sum(await asyncio.gather(*(cycle(urls[i % 2], gateway_key(accounts[i % n_accounts]), per_conn)
-                                                for i in range(20))))
+            per_conn = cycles // 20 // 4
+            failed = 0
+            for quarter in range(4):   # RSS after each quarter: flat, or still growing?
+                failed += sum(await asyncio.gather(*(cycle(urls[i % 2], gateway_key(accounts[i % n_accounts]),
+                                                           per_conn) for i in range(20))))
+                print(f"cycles    after {(quarter + 1) * per_conn * 20} cycles: RSS "
+                      + ", ".join(f"{status(p)['rss_kib'] / 1024:.1f} MiB" for p in procs))
+            per_conn *= 4
             took = time.monotonic() - started
             await asyncio.sleep(1)
             after_state = [status(p) for p in procs]

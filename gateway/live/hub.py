@@ -137,12 +137,13 @@ class Poller:
                         await self._sleep(min(wait, self.interval_s))
                         next_poll = min(next_poll, time.monotonic() + self.interval_s)
                         continue
+                    started = time.monotonic()   # polls keep their rate however long one takes
                     fetch = await self.client.fetch(self.key[1], self.options(bypass_cache=True))
                     self.polls += 1
                     self.hub.polls += 1
                     await self.hub.shared.announce(self, fetch)
                     self.deliver(fetch)
-                    next_poll = time.monotonic() + await self.hub.shared.interval_for(self)
+                    next_poll = max(time.monotonic(), started + await self.hub.shared.interval_for(self))
                 else:
                     await self.hub.shared.want(self)
                     heard = await self._sleep(2 * self.interval_s + LOCK_SLACK_S, notices=True)
