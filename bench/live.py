@@ -231,10 +231,12 @@ async def run(args: argparse.Namespace) -> bool:
                         new = s.events[counts[id(s)]:]
                         latencies.append(new[0] - changed_at if new else float("inf"))
                 del marks
-            lat_p95 = percentile(latencies, 0.95)
+            missed = sum(1 for x in latencies if x == float("inf"))   # no event within interval + 2 s
+            ordered = sorted(latencies)
+            lat_p95 = ordered[int(0.95 * (len(ordered) - 1))]
             print(f"latency   change -> event over {len(latencies)} subscriber events: p50 "
-                  f"{percentile(latencies, 0.5):.2f} s, p95 {lat_p95:.2f} s, max {max(latencies):.2f} s "
-                  f"(target p95 <= {INTERVAL + 1} s)")
+                  f"{ordered[len(ordered) // 2]:.2f} s, p95 {lat_p95:.2f} s, {missed} with no event within "
+                  f"{INTERVAL + 2} s (target p95 <= {INTERVAL + 1} s)")
             ok &= lat_p95 <= INTERVAL + 1
 
             # -- cycles: nothing left behind -----------------------------------------------

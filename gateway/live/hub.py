@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import hashlib
 import json
 import logging
@@ -48,6 +49,11 @@ log = logging.getLogger("gateway.live")
 CHANNEL = "bg:live:notices"
 LOCK_SLACK_S = 5.0            # a lock outlives its holder's next poll by this much
 WANT_TTL_FACTOR = 3           # a process's wanted interval counts for this many intervals
+# A closed subscription leaves reference cycles (a cancelled task's traceback and frames, its
+# generator). The gateway collects the oldest generation very rarely (server/app.py's
+# gc.set_threshold), so churn would grow RSS until then (bench.live measured ~13 KiB per
+# cycle): a full collection after this many closes returns it.
+COLLECT_EVERY_CLOSES = 2_000
 
 
 class TooManySubscriptions(Exception):
@@ -334,6 +340,7 @@ class LiveHub:
         self.subscriptions: set[LiveSubscription] = set()
         self.per_client: dict[str, int] = {}
         self.polls = 0
+        self.closes = 0
 
     def is_full(self, client_id: str) -> bool:
         return self.per_client.get(client_id, 0) >= self.max_per_key
@@ -363,6 +370,9 @@ class LiveHub:
 
     def _leave(self, subscription: LiveSubscription) -> None:
         self.subscriptions.discard(subscription)
+        self.closes += 1
+        if self.closes % COLLECT_EVERY_CLOSES == 0:
+            asyncio.get_running_loop().call_soon(gc.collect)   # after the cancellations have run
         left = self.per_client.get(subscription.client_id, 1) - 1
         if left > 0:
             self.per_client[subscription.client_id] = left
