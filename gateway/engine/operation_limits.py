@@ -100,7 +100,18 @@ def measure(document: Any, operation_name: str | None, variables: dict[str, Any]
     return shape
 
 
+_DEFERS = ByIdentity(maxsize=512)
+
+
 def _defers(document: Any) -> bool:
+    """Whether the document uses @defer or @stream (kept per parsed document: not re-walked per request)."""
+    known = _DEFERS.get((document,))
+    if known is MISSING:
+        known = _DEFERS.put((document,), _walk_for_defer(document))
+    return known
+
+
+def _walk_for_defer(document: Any) -> bool:
     found = []
 
     class Defers(Visitor):
