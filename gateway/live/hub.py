@@ -2,8 +2,8 @@
 
 A subscriber (`LiveSubscription`) names the identities it watches and how often it wants
 news. Each identity gets one `Poller` in this process, however many subscribers watch it:
-it reads the identity once at start (a cached answer will do: that is the "now" a new
-subscriber sees first), then polls it at the smallest interval any subscriber asked for,
+it reads the identity once at start (a cached answer at most one interval old will do: that
+is the "now" a new subscriber sees first), then polls it at the smallest interval any subscriber asked for,
 never below `[live] min_interval_s`, through the source's normal pipeline (breaker,
 concurrency limit, retries, deadline) with the cache bypassed. Every read is handed to
 every subscriber of that identity; the last subscriber leaving stops the poller.
@@ -16,7 +16,8 @@ broadcasts plain messages to every node, so one subscription on any node of a Re
 Cluster hears every notice (the same code for `redis://` and `redis+cluster://`). Each
 process writes the interval its subscribers want next to the lock, and the elected
 poller takes the smallest. A poller that stops hearing notices for two intervals takes
-the lock over (the elected process went away). Without Redis every process polls for its
+the lock over (the elected process went away); one that stops (its last subscriber left)
+says so, and another takes over at once. Without Redis every process polls for its
 own subscribers.
 
 Redis keys hold a hash of (source, identity), never the identity itself (it may hold a
@@ -134,7 +135,8 @@ class Poller:
 
     async def run(self) -> None:
         try:
-            self.deliver(await self.client.fetch(self.key[1], self.options()))
+            # "Now": a cached answer at most one interval old will do (another process's poll wrote it).
+            self.deliver(await self.client.fetch(self.key[1], self.options(max_age_s=self.interval_s)))
             next_poll = time.monotonic() + self.interval_s
             while self.subscribers:
                 if await self.hub.shared.elect(self):
@@ -153,7 +155,9 @@ class Poller:
                 else:
                     await self.hub.shared.want(self)
                     heard = await self._sleep(2 * self.interval_s + LOCK_SLACK_S, notices=True)
-                    if heard is not None:
+                    if heard is not None and heard.get("released"):
+                        next_poll = time.monotonic()   # the poller elsewhere stopped: take over now
+                    elif heard is not None:
                         self.deliver(await self._follow(heard))
                         next_poll = time.monotonic() + self.interval_s
         except asyncio.CancelledError:
@@ -282,7 +286,10 @@ class SharedByRedis:
     async def retire(self, poller: Poller) -> None:
         with contextlib.suppress(Exception):
             async with self.slots:
-                await self.redis.eval(_RELEASE, 1, self._lock(poller), poller.token)
+                if await self.redis.eval(_RELEASE, 1, self._lock(poller), poller.token):
+                    # the others watching this identity elect a new poller now, not after a silence
+                    await self.redis.publish(CHANNEL, json.dumps({"k": poller.hash, "from": self.process,
+                                                                  "released": True}))
                 await self.redis.hdel(self._wants(poller), self.process)
 
     async def _listen(self) -> None:

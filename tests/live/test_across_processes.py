@@ -86,3 +86,28 @@ async def test_one_read_per_identity_per_interval_across_two_processes(two_gatew
             row.clear()
             row.update(saved)
     assert max(latencies) <= INTERVAL + 2.5, latencies
+
+
+async def test_when_the_polling_process_loses_its_subscribers_the_other_takes_over(two_gateways):
+    world, urls, identities = two_gateways
+    wallet = world.accounts["demo"]["cobo"]["wallet_uuids"][0]
+    row = world.datasets[Source.COBO].wallets[wallet][0]
+    async with WSClient(urls[0]) as a, WSClient(urls[1]) as b:
+        await a.acked()
+        await b.acked()
+        op_a = await a.subscribe()
+        await a.event(timeout=10)
+        await asyncio.sleep(1.5 * INTERVAL)   # A polls (it came first)
+        await b.subscribe()
+        await b.event(timeout=10)
+        await a.complete(op_a)                # A's poller stops and says so
+        await asyncio.sleep(0.5)
+        new_amount = str(Decimal(row["amount"]) + 3)
+        saved = dict(row)
+        row.update(amount=new_amount, total=new_amount, pending="0", locked="0")
+        try:
+            event = await b.event(timeout=INTERVAL + 3)   # well before a silent lock would expire (2 intervals + 5 s)
+            assert [Decimal(h["amount"]) for h in event["changed"]] == [Decimal(new_amount)]
+        finally:
+            row.clear()
+            row.update(saved)
