@@ -67,10 +67,11 @@ async def _events(ctx: RequestContext, ref: AccountRef, keys: list, interval_s: 
     latest: dict = {}
     try:
         while True:
-            arrived = await subscription.next()
-            if arrived is None:
-                return   # ended by the hub (key revoked, account deleted, shutting down)
-            latest.update(arrived)
+            if subscription.keys or tracker.seen is not None:   # nothing to read: one (empty) event at once
+                arrived = await subscription.next()
+                if arrived is None:
+                    return   # ended by the hub (key revoked, account deleted, shutting down)
+                latest.update(arrived)
             if len(latest) < len(subscription.keys):
                 continue   # the first event waits until every identity has been read once
             if ctx.still_authorized is not None and not ctx.still_authorized():

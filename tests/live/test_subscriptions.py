@@ -331,3 +331,23 @@ async def test_queries_go_over_http_not_the_socket(live_stack):
         assert message["type"] == "error" and message["id"] == op, message
         await ws.subscribe()
         assert (await ws.event())["account"]["id"] == "demo"   # the socket is still usable
+
+
+async def test_a_source_filter_with_nothing_to_watch_still_answers_at_once(live_stack):
+    world, client, app, url = live_stack
+    account = app.state.gateway.account("demo")
+    unused = [s.value for s in Source if account.source(s) is None]
+    async with WSClient(url) as ws:
+        await ws.acked()
+        await ws.subscribe(variables={"interval": 1, "sources": unused})   # [] when demo uses every source
+        event = await ws.event()
+    assert event["changed"] == [] and event["removedHoldingIds"] == []
+
+
+async def test_a_source_filter_limits_the_event_to_those_sources(live_stack):
+    url = live_stack[3]
+    async with WSClient(url) as ws:
+        await ws.acked()
+        await ws.subscribe(variables={"interval": 1, "sources": ["COBO"]})
+        event = await ws.event()
+    assert event["changed"] and {h["source"] for h in event["changed"]} == {"COBO"}
