@@ -29,7 +29,7 @@ demo: install
 # those tests skip, saying what is missing).
 test: install
 	@if command -v npm >/dev/null 2>&1; then \
-	  for dir in audit federation; do \
+	  for dir in audit federation live-client; do \
 	    [ -d $$dir/node_modules ] || npm ci --prefix $$dir --no-audit --no-fund --silent || exit 1; \
 	  done; \
 	  [ -d gateway/server/static/graphiql ] || scripts/fetch_graphiql_assets.sh || exit 1; \

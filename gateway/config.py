@@ -162,6 +162,16 @@ class CacheConfig(_Model):
         return v
 
 
+class LiveConfig(_Model):
+    """Subscriptions (Subscription.viewerChanged) and @defer (gateway/live/)."""
+    # The floor under any subscriber's `intervalS`: the fastest an upstream identity is polled.
+    min_interval_s: float = Field(10.0, gt=0, le=86_400)
+    max_subscriptions_per_key: int = Field(20, ge=1)   # open subscriptions per key (MAX_SUBSCRIPTIONS)
+    keep_alive_s: float = Field(15.0, gt=0, le=3600)    # graphql-transport-ws pings to an idle connection
+    # @defer on fragments (strawberry's experimental incremental execution; graphql-core's path).
+    defer: bool = True
+
+
 class ObservabilityConfig(_Model):
     """/metrics and optional OpenTelemetry tracing (gateway/observability/metrics.py, gateway/observability/tracing.py)."""
     metrics: bool = True                  # serve Prometheus metrics at /metrics
@@ -215,6 +225,7 @@ class GatewayConfig(_Model):
     limits: LimitsConfig = LimitsConfig()
     persisted_queries: PersistedQueriesConfig = PersistedQueriesConfig()
     observability: ObservabilityConfig = ObservabilityConfig()
+    live: LiveConfig = LiveConfig()
     sources: SourcesConfig = SourcesConfig()
     accounts: list[AccountConfig] = []
     store: StoreConfig | None = None   # accounts (and history) in a database (gateway/store/)

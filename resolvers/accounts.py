@@ -6,6 +6,7 @@ import time
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import Any
 
 from gateway.config import AccountConfig
 from gateway.domain.errors import ClientCode
@@ -159,7 +160,7 @@ def start_view(ctx: RequestContext, account: AccountConfig) -> asyncio.Future[Ac
             pending = asyncio.get_running_loop().create_future()
             ctx.note_failures(remembered)
             try:
-                pending.set_result(_view_of(ctx, account, remembered))
+                pending.set_result(_recorded(ctx, account, _view_of(ctx, remembered)))
             except Exception as exc:   # as the task would: the fields that ask get the error
                 pending.set_exception(exc)
         else:
@@ -168,16 +169,45 @@ def start_view(ctx: RequestContext, account: AccountConfig) -> asyncio.Future[Ac
     return pending
 
 
+# Sources whose answers carry no price (docs/SOURCES: Cryptofuse and Cobo report amounts only):
+# a price derived for another source's holding never comes from them.
+REPORT_NO_PRICES = frozenset({Source.CRYPTOFUSE, Source.COBO})
+
+
+def start_source_view(ctx: RequestContext, account: AccountConfig, sources: Any) -> asyncio.Future[AccountView]:
+    """The account's view over some of its sources only, for a deferred (@defer) operation:
+    a field filtered to fast sources answers without waiting for a slow one. Reads go
+    through the same loaders as the whole view, so nothing is read twice. A holding without
+    a price may get one derived from another source's (resolvers/valuation.py): then the
+    field waits for the whole view, so the answer never differs from the non-deferred one."""
+    key = f"{account.id}\x00" + ",".join(sorted(s.value for s in sources))
+    pending = ctx.views.get(key)
+    if pending is None:
+        async def build() -> AccountView:
+            chosen = [(s, i) for s, i in _identities(ctx, account) if s in sources]
+            fetches = list(await asyncio.gather(*(ctx.loaders[s].load(i) for s, i in chosen)))
+            ctx.note_failures(fetches)
+            view = _view_of(ctx, fetches)
+            others_price = any(s not in sources and s not in REPORT_NO_PRICES for s in configured_sources(ctx, account))
+            if others_price and any(h.value is None and h.price is None and not h.token.is_testnet
+                                    for h in view.holdings):
+                return await account_view(ctx, account)
+            return view
+        pending = ctx.views[key] = asyncio.ensure_future(build())
+    return pending
+
+
 async def _build_view(ctx: RequestContext, account: AccountConfig) -> AccountView:
-    return _view_of(ctx, account, await fetch_account(ctx, account))
+    return _recorded(ctx, account, _view_of(ctx, await fetch_account(ctx, account)))
 
 
-def _offer_snapshot(ctx: RequestContext, account: AccountConfig, view: AccountView) -> None:
-    """Queue a history snapshot of what this read saw (gateway/history/recorder.py): an
-    in-memory check now, the building and writing later, off the response's path."""
+def _recorded(ctx: RequestContext, account: AccountConfig, view: AccountView) -> AccountView:
+    """The whole account's view, a history snapshot of it queued (gateway/history/recorder.py):
+    an in-memory check now, the building and writing later, off the response's path. Views of
+    some sources only (@defer, a live event's) are never recorded: the others would look empty."""
     history = ctx.state.history
     if history is None or not history.recorder.due(account.id):
-        return
+        return view
     taken_at = datetime.now(timezone.utc)
     rates = ctx.state.fx.as_of_now()   # the rates the live answer converts with
     sources = configured_sources(ctx, account)
@@ -190,15 +220,19 @@ def _offer_snapshot(ctx: RequestContext, account: AccountConfig, view: AccountVi
                         states={s: status_of(s, fetches).state for s in sources},
                         rates=rates.snapshot(currencies))
     history.recorder.offer(account.id, make)
+    return view
 
 
-def _view_of(ctx: RequestContext, account: AccountConfig, fetches: list[SourceFetch]) -> AccountView:
+def view_of(ctx: RequestContext, fetches: list[SourceFetch]) -> AccountView:
+    """An account's view from reads already made (a live event's)."""
+    return _view_of(ctx, fetches)
+
+
+def _view_of(ctx: RequestContext, fetches: list[SourceFetch]) -> AccountView:
     valued = ctx.state.valued.of(fetches)
     for h in valued.holdings:
         ctx.seen_tokens.setdefault(h.token.id, h.token)
-    view = AccountView(fetches=fetches, wallets=valued.wallets, holdings=valued.holdings, by_wallet=valued.by_wallet)
-    _offer_snapshot(ctx, account, view)
-    return view
+    return AccountView(fetches=fetches, wallets=valued.wallets, holdings=valued.holdings, by_wallet=valued.by_wallet)
 
 
 def status_of(source: Source, fetches: list[SourceFetch]) -> SourceStatusView:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from aiodataloader import DataLoader
 
@@ -52,6 +52,7 @@ class GatewayState:
     registry_admin: Any = None
     fx: FxTable = field(default_factory=FxTable)    # exchange rates ([fx])
     history: Any = None                               # gateway.history.service.History, with a [store] and [history]
+    live: Any = None    # gateway.live.hub.LiveHub: subscriptions' shared pollers (set by create_app)
 
     def __post_init__(self) -> None:
         for account in self.config.accounts:
@@ -116,6 +117,11 @@ class RequestContext:
     # per account: maxAge/refresh asked on viewer/account/accounts (first ask wins)
     fetch_options: dict[str, FetchOptions] = field(default_factory=dict)
     ledger: ReadLedger | None = None    # what this request read (the gate's; none outside HTTP)
+    deferred: bool = False              # the operation uses @defer (engine/operation_limits.py sets it)
+    client_id: str = ""                 # the credential's rate-limit id (per-key subscription cap)
+    connection_params: Any = None       # graphql-transport-ws connection_init payload (strawberry sets it)
+    # Subscriptions: whether the credential still authenticates (asked before each event).
+    still_authorized: Callable[[], bool] | None = None
 
     def ask(self, account_id: str, max_age_s: float | None, refresh: bool) -> None:
         if (max_age_s is not None or refresh) and account_id not in self.fetch_options:

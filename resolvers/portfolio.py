@@ -9,7 +9,7 @@ from gateway.config import AccountConfig
 from gateway.domain.records import HoldingRecord, Money, Price, SourceFetch, WalletRecord
 from gateway.sources.catalog import Source
 from resolvers import calico_window
-from resolvers.accounts import AccountRef, AccountView, account_view, authorize
+from resolvers.accounts import AccountRef, AccountView, account_view, authorize, start_source_view
 from resolvers.context import RequestContext
 from resolvers.currency import checked_currency
 from resolvers.holdings import order, select, selection, value_total
@@ -41,7 +41,15 @@ def _fetches_for(fetches: list[SourceFetch], filter_: Any) -> list[SourceFetch]:
 # Each returns its value directly when the account's view is already built (every field
 # after the first), and an awaitable otherwise: graphql-core only creates a task for the
 # awaitable ones, and a deep query has a few hundred such fields.
-def with_view(ctx: RequestContext, account: AccountConfig, then: Callable[[AccountView], T]) -> T | Awaitable[T]:
+def with_view(ctx: RequestContext, account: AccountConfig, then: Callable[[AccountView], T],
+              sources: Any = None) -> T | Awaitable[T]:
+    """`sources`: in a deferred operation, a field filtered to some sources reads only those."""
+    if sources and ctx.deferred:
+        view = start_source_view(ctx, account, sources)
+
+        async def partial() -> T:
+            return then(await view)
+        return partial()
     pending = ctx.views.get(account.id)
     if pending is not None and pending.done() and not pending.cancelled() and pending.exception() is None:
         return then(pending.result())
@@ -74,7 +82,7 @@ def _with_account_data(ctx: RequestContext, ref: AccountRef, filter_: Any,
             return then(derive_values([h for x in fetches for h in x.holdings]), fetches)
         return pushed()
 
-    result = with_view(ctx, ref.config, from_view)
+    result = with_view(ctx, ref.config, from_view, f.sources)
     if inspect.isawaitable(result):
         async def flatten() -> T:
             inner = await result

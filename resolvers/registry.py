@@ -5,6 +5,7 @@ or written, and no mutation calls an upstream. Each answer is marked uncacheable
 never kept or shared with an identical request (gateway/policy/response_reuse.py)."""
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -18,6 +19,8 @@ from gateway.sources.catalog import Source
 from resolvers.accounts import AccountRef
 from resolvers.context import RequestContext
 from resolvers.errors import client_error
+
+log = logging.getLogger("gateway.accounts")
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,9 +72,16 @@ async def create_account(ctx: RequestContext, account_id: str) -> AccountRef:
 async def delete_account(ctx: RequestContext, account_id: str) -> bool:
     registry = _registry(ctx)
     try:
-        return await registry.delete_account(ctx.actor, account_id)
+        deleted = await registry.delete_account(ctx.actor, account_id)
     except RegistryError as exc:
         raise _coded(exc) from None
+    history = ctx.state.history
+    if deleted and history is not None:
+        try:   # after the registry's commit: the account is gone whatever happens here
+            await history.store.forget(account_id)
+        except Exception as exc:
+            log.error("history: the deleted account's history was not removed (%s)", type(exc).__name__)
+    return deleted
 
 
 async def link_source(ctx: RequestContext, account_id: str, link: LinkInput) -> AccountRef:

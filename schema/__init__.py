@@ -16,6 +16,7 @@ from schema import scalars
 from gateway.engine.execution import GatewayExecutionContext
 from schema.mutation import Mutation
 from schema.query import Query
+from schema.live import Subscription
 from gateway.engine.validation import DocumentValidationCache
 from schema.types import Account, Holding, Token, Wallet
 
@@ -47,11 +48,14 @@ def build_schema() -> strawberry.Schema:
     return GatewaySchema(
         query=Query,
         mutation=Mutation,
+        subscription=Subscription,
         federation_version=FEDERATION_VERSION,
         types=[Account, Wallet, Token, Holding],
         # Factories, not instances: per-request extension objects, shared module-level caches.
         extensions=[lambda: ParserCache(maxsize=512), DocumentValidationCache, OperationLimits],
-        config=StrawberryConfig(auto_camel_case=True, scalar_map=scalars.SCALAR_MAP),
+        # @defer/@stream: strawberry's incremental delivery over graphql-core 3.3 ([live] defer gates its use)
+        config=StrawberryConfig(auto_camel_case=True, scalar_map=scalars.SCALAR_MAP,
+                                enable_experimental_incremental_execution=True),
         execution_context_class=GatewayExecutionContext,   # plain fields read directly (schema/execution.py)
     )
 

@@ -26,6 +26,7 @@ class ClientCode(str, Enum):
     ALREADY_EXISTS = "ALREADY_EXISTS"
     READ_ONLY_ACCOUNT = "READ_ONLY_ACCOUNT"           # an account of the config file
     REGISTRY_UNAVAILABLE = "REGISTRY_UNAVAILABLE"     # the store is down (or none is configured)
+    MAX_SUBSCRIPTIONS = "MAX_SUBSCRIPTIONS"   # the key has [live] max_subscriptions_per_key open
     MAX_JSON_DEPTH = "MAX_JSON_DEPTH_LIMIT"   # refused at the door: the body or a GET parameter nests too deeply
 
 

@@ -14,7 +14,9 @@ from typing import Any, Iterator
 
 from graphql import (ExecutionResult, FieldNode, FragmentDefinitionNode, FragmentSpreadNode, GraphQLError,
                      InlineFragmentNode, OperationDefinitionNode, SelectionSetNode, value_from_ast_untyped)
+from graphql.language import BREAK, Visitor, visit
 from strawberry.extensions import SchemaExtension
+from strawberry.types.graphql import OperationType
 
 from gateway.domain import ids
 from gateway.support.by_identity import MISSING, ByIdentity
@@ -98,6 +100,30 @@ def measure(document: Any, operation_name: str | None, variables: dict[str, Any]
     return shape
 
 
+_DEFERS = ByIdentity(maxsize=512)
+
+
+def _defers(document: Any) -> bool:
+    """Whether the document uses @defer or @stream (kept per parsed document: not re-walked per request)."""
+    known = _DEFERS.get((document,))
+    if known is MISSING:
+        known = _DEFERS.put((document,), _walk_for_defer(document))
+    return known
+
+
+def _walk_for_defer(document: Any) -> bool:
+    found = []
+
+    class Defers(Visitor):
+        def enter_directive(self, node: Any, *_: Any) -> Any:
+            if node.name.value in ("defer", "stream"):
+                found.append(True)
+                return BREAK
+            return None
+    visit(document, Defers())
+    return bool(found)
+
+
 def _argument(node: FieldNode, name: str, variables: dict[str, Any]) -> Any:
     for argument in node.arguments or ():
         if argument.name.value == name:
@@ -112,6 +138,8 @@ def estimate_cost(shape: Shape, ctx: Any) -> int:
     for name, args, reads, history in shape.roots:
         if name == "viewer":
             ids = [caller]
+        elif name == "viewerChanged":
+            ids, reads = [caller], True   # every event reads the caller's sources (once per poll, shared)
         elif name == "account":
             ids = [args.get("id")]
         elif name == "accounts":
@@ -172,6 +200,10 @@ class OperationLimits(SchemaExtension):
         if limits is not None and ec.graphql_document is not None and not ec.result:
             verdict = self._check(limits, ec)
             if verdict is not None:
+                if ec.operation_type is OperationType.SUBSCRIPTION:
+                    # strawberry's subscription path does not look at ec.result; an error raised
+                    # here becomes the stream's one (error) result instead.
+                    raise verdict.errors[0]
                 ec.result = verdict    # strawberry then skips execution entirely
         yield
 
@@ -190,6 +222,10 @@ class OperationLimits(SchemaExtension):
         if shape is None:
             return None
         config = ctx.state.config
+        if _defers(ec.graphql_document):
+            if not config.live.defer:
+                return _reject("DEFER_DISABLED", "@defer is off on this gateway ([live] defer = false)")
+            ctx.deferred = True   # fields filtered to some sources read only those (resolvers/portfolio.py)
         if shape.introspection and not (config.server.introspection or config.demo):
             return _reject("INTROSPECTION_DISABLED", "introspection is disabled on this gateway")
         if shape.depth > limits.max_depth:

@@ -112,6 +112,14 @@ class HistoryStore:
                                    .where(history_points.c.account_id == account_id))
         return None if us is None else codec.from_micros(us)
 
+    async def forget(self, account_id: str) -> int:
+        """Every point and holding of the account, gone (it was deleted: an account created
+        later under the same id must not inherit its history). Returns points deleted."""
+        async with self.engine.begin() as conn:
+            result = await conn.execute(delete(history_points).where(history_points.c.account_id == account_id))
+            await conn.execute(delete(history_holdings).where(history_holdings.c.account_id == account_id))
+        return result.rowcount or 0
+
     async def compact(self, now: datetime, raw_for_s: float, hourly_for_s: float, daily_for_s: float) -> int:
         """Downsample: keep every point younger than raw_for_s, then the last of each hour
         until hourly_for_s, then the last of each UTC day (until daily_for_s; 0 keeps them

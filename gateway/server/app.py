@@ -22,8 +22,10 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Route, WebSocketRoute
 from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, MULTIPART_SUBSCRIPTION_PROTOCOL
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET
 
@@ -42,6 +44,9 @@ from gateway.server.graphiql import ASSETS_ROUTE, graphiql_page, graphiql_routes
 from gateway.server.http_headers import SecurityHeaders, slash_redirects
 from gateway.upstream.http import make_http_client
 from gateway.upstream.redis_client import build_redis_client
+from gateway.live.hub import LiveHub
+from gateway.policy.auth import Authenticator, AuthError
+from gateway.server.live_transport import GatewayTransportWSHandler, TextFrames, credential_from_payload
 from gateway.observability.metrics import GatewayMetrics, RequestMetrics
 from gateway.policy.persisted_queries import PersistedQueries
 from gateway.policy.rate_limit import RateLimiter
@@ -79,14 +84,25 @@ class CodedHTTPException(HTTPException):
 
 
 class GatewayGraphQL(tracing.TracedOperations, GraphQL):   # a span per operation when tracing is on
-    """Strawberry's ASGI view with our context, error shapes, JSON encoder and GraphiQL page."""
+    """Strawberry's ASGI view with our context, error shapes, JSON encoder and GraphiQL page.
+    Subscriptions: graphql-transport-ws on this path (gateway/server/live_transport.py) and
+    multipart HTTP (Apollo's subscriptionSpec 1.0, strawberry's own)."""
+
+    graphql_transport_ws_handler_class = GatewayTransportWSHandler
+    websocket_adapter_class = TextFrames
 
     def __init__(self, state: GatewayState, *, graphiql: bool, persisted: PersistedQueries):
         super().__init__(default_schema, graphql_ide="graphiql" if graphiql else None,
-                         allow_queries_via_get=True)
+                         allow_queries_via_get=True,
+                         # graphql-transport-ws (not the legacy graphql-ws) and Apollo's multipart HTTP
+                         subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, MULTIPART_SUBSCRIPTION_PROTOCOL),
+                         max_subscriptions_per_connection=state.config.live.max_subscriptions_per_key,
+                         allowed_origins=state.config.server.cors_origins)   # browsers on other origins
         self.state = state
         self.persisted = persisted
         self._graphiql = graphiql_page(DEMO_KEY if state.config.demo else None)
+        self.auth = Authenticator(state)
+        self.ws_keep_alive_s = state.config.live.keep_alive_s
 
     async def get_context(self, request: Any, response: Any = None) -> RequestContext:
         deadline = Deadline.after(self.state.config.server.request_deadline_s)
@@ -94,10 +110,44 @@ class GatewayGraphQL(tracing.TracedOperations, GraphQL):   # a span per operatio
                              is_admin=getattr(request.state, "is_admin", False), loaders={},
                              request_id=getattr(request.state, "request_id", ""), deadline=deadline,
                              actor=getattr(request.state, "client_id", ""),
-                             ledger=getattr(request.state, "ledger", None))
+                             ledger=getattr(request.state, "ledger", None),
+                             client_id=getattr(request.state, "client_id", ""),
+                             still_authorized=getattr(request.state, "still_authorized", None))
         ctx.loaders = make_loaders(self.state.clients, ctx.fetch_options, ctx.default_options)
         request.state.ctx = ctx
         request.state.sub_response = response
+        return ctx
+
+    async def on_ws_connect(self, context: RequestContext) -> Any:
+        """graphql-transport-ws: the key in connection_init's payload, checked as the gate checks headers."""
+        credential = credential_from_payload(context.connection_params)
+        if credential is None:
+            raise ConnectionRejectionError()
+        try:
+            caller = self.auth.identify(credential)
+        except AuthError:
+            raise ConnectionRejectionError() from None
+        context.caller, context.is_admin, context.client_id = caller.account, caller.is_admin, caller.client_id
+        context.still_authorized = self.still_authorized(credential)
+        return UNSET
+
+    def still_authorized(self, credential: str) -> Any:
+        """Asked before each live event: the subscription ends once the key no longer authenticates."""
+        def check() -> bool:
+            try:
+                self.auth.identify(credential)
+            except AuthError:
+                return False
+            return True
+        return check
+
+    def operation_context(self, connection: RequestContext) -> RequestContext:
+        """A context of its own for one operation on a WebSocket (same caller, fresh state)."""
+        ctx = RequestContext(state=self.state, caller=connection.caller, is_admin=connection.is_admin, loaders={},
+                             request_id=connection.request_id,
+                             deadline=Deadline.after(self.state.config.server.request_deadline_s),
+                             client_id=connection.client_id, still_authorized=connection.still_authorized)
+        ctx.loaders = make_loaders(self.state.clients, ctx.fetch_options, ctx.default_options)
         return ctx
 
     async def render_graphql_ide(self, request: Request) -> HTMLResponse:
@@ -227,6 +277,19 @@ def _redis_client(config: GatewayConfig) -> Any:
     return build_redis_client(config.cache.redis_url.get_secret_value(), timeout_s=0.25, retries=1)
 
 
+def end_stale_subscriptions(state: GatewayState, account_ids: set[str]) -> None:
+    """A registry change seen: subscriptions of a deleted account, or watching an identity it
+    no longer links, end now (a revoked key's end at their next poll, when it no longer
+    authenticates). A new link is watched by the next subscription, not by the open ones."""
+    for account_id in account_ids:
+        account = state.account(account_id)
+        if account is None:
+            state.live.end_account(account_id)
+            continue
+        linked = {(source, identity) for source, client in state.clients.items() for identity in client.identities(account)}
+        state.live.end_where(lambda sub: sub.account_id == account_id and not set(sub.keys) <= linked)
+
+
 def create_app(config: GatewayConfig, *, extra_routes: list[BaseRoute] | None = None) -> Starlette:
     registry = TokenRegistry.default(config.registry or None)
     http = make_http_client()
@@ -245,6 +308,13 @@ def create_app(config: GatewayConfig, *, extra_routes: list[BaseRoute] | None = 
     # One Redis connection for what several processes must share beyond the cache:
     # rate-limit buckets and persisted queries.
     shared_redis = _redis_client(config)
+    # Live subscriptions: one poller per upstream identity, elected across processes through
+    # Redis (its own client: the notice channel blocks on reads longer than the cache's timeout).
+    live_redis = build_redis_client(config.cache.redis_url.get_secret_value(), timeout_s=5.0, retries=1) \
+        if config.cache.redis_url else None
+    state.live = LiveHub(state.clients, floor_s=config.live.min_interval_s,
+                         max_per_key=config.live.max_subscriptions_per_key,
+                         deadline_s=config.server.request_deadline_s, redis=live_redis)
     rate_limiter = RateLimiter(config.limits.rate_limit_per_s, config.limits.rate_limit_burst, shared_redis,
                                admin_rate=config.limits.admin_rate_limit_per_s,
                                admin_burst=config.limits.admin_rate_limit_burst)
@@ -257,6 +327,7 @@ def create_app(config: GatewayConfig, *, extra_routes: list[BaseRoute] | None = 
     reuse = ResponseReuse(view, results, coalesce=config.server.coalesce_identical)
     if accounts is not None:
         accounts.directory.listeners.append(forget_changed_accounts(state.clients, results))
+        accounts.directory.listeners.append(lambda changed: end_stale_subscriptions(state, changed))
     graphql = SecurityGate(view, state, rate_limiter, reuse)
     # Observability: per-app Prometheus registry (also attached to every Upstream); tracing if configured.
     view.metrics = reuse.metrics = graphql.metrics = metrics = GatewayMetrics.attach(state.clients)
@@ -278,7 +349,8 @@ def create_app(config: GatewayConfig, *, extra_routes: list[BaseRoute] | None = 
         ready = not state.clients or len(open_) < len(state.clients)
         body.update(status="ready" if ready else "not_ready",
                     breakers={name: {**b, "state": BreakerState(b["state"]).value} for name, b in breakers.items()},
-                    cache=cache.describe() if cache is not None else {"backend": "off"})
+                    cache=cache.describe() if cache is not None else {"backend": "off"},
+                    live=state.live.describe())   # open subscriptions, pollers, their tasks, polls made
         if accounts is not None:   # the database down: known accounts still read, from memory
             body["registry"] = accounts.directory.describe()
         return JSONResponse(body, status_code=200 if ready else 503)
@@ -325,6 +397,9 @@ def create_app(config: GatewayConfig, *, extra_routes: list[BaseRoute] | None = 
         if publishing is not None:
             publishing.cancel()
             worker_metrics.worker_stopping()
+        await state.live.close()
+        if live_redis is not None:
+            await live_redis.aclose()
         await http.aclose()
         if cache is not None and hasattr(cache, "close"):
             await cache.close()
@@ -333,6 +408,7 @@ def create_app(config: GatewayConfig, *, extra_routes: list[BaseRoute] | None = 
 
     routes: list[BaseRoute] = [
         Route("/graphql", graphql),   # the view answers other methods with a JSON 405
+        WebSocketRoute("/graphql", graphql),   # graphql-transport-ws subscriptions (live_transport.py)
         Route("/health", health, methods=["GET"]),
         *graphiql_routes(config.server.graphiql or config.demo),   # GraphiQL's own JS/CSS, when installed
         *(extra_routes or []),

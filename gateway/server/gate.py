@@ -81,11 +81,13 @@ class SecurityGate:
         scope["state"]["caller"] = caller.account
         scope["state"]["is_admin"] = caller.is_admin
         scope["state"]["client_id"] = caller.client_id
+        scope["state"]["still_authorized"] = self._still_authorized(request)
         limit = self.state.config.limits.max_body_bytes
         ledger = ReadLedger()    # filled by every upstream read this request causes
         scope["state"]["ledger"] = ledger
         try:
-            if not self.reuse.enabled or scope["method"] not in ("GET", "POST"):
+            # A streamed answer (a multipart subscription, @defer) is never reused or coalesced.
+            if not self.reuse.enabled or scope["method"] not in ("GET", "POST") or _streams(request):
                 try:
                     await self.app(scope, _capped(receive, limit), send)
                 except ClientDisconnect:
@@ -131,6 +133,18 @@ class SecurityGate:
                                   {"www-authenticate": 'Bearer realm="balance-gateway", error="invalid_token"'}), None
         return None, caller
 
+    def _still_authorized(self, request: Request) -> Any:
+        """For a subscription over multipart HTTP: asked before each event."""
+        credential = presented_credential(request.headers)
+
+        def check() -> bool:
+            try:
+                self.auth.identify(credential or "")
+            except AuthError:
+                return False
+            return True
+        return check
+
     def _preflighted(self, request: Request) -> bool:
         """Apollo Router's rule: a browser cannot send this cross-site without a CORS preflight."""
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -141,6 +155,11 @@ class SecurityGate:
     def _too_large(self) -> Response:
         return error_response("REQUEST_TOO_LARGE",
                               f"the request body is over {self.state.config.limits.max_body_bytes} bytes", 413)
+
+
+def _streams(request: Request) -> bool:
+    accept = request.headers.get("accept", "").lower()
+    return "multipart/mixed" in accept or "text/event-stream" in accept
 
 
 async def _read_body(receive: Any, limit: int) -> bytes:

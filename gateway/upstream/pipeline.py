@@ -42,6 +42,9 @@ class FetchOptions:
     deadline: Deadline = field(default_factory=Deadline.none)
     max_age_s: float | None = None   # the client wants data at most this old
     refresh: bool = False            # the client wants fresh data (rate-limited)
+    # A live poll (gateway/live/): read the upstream itself, never a cached page or memo; the
+    # poller's own schedule (one per identity, never below [live] min_interval_s) is its rate limit.
+    bypass_cache: bool = False
     ledger: ReadLedger | None = None  # what the request read (for keeping its response), if anyone asks
 
 
@@ -89,7 +92,7 @@ class Upstream:
     # (half the CPU of a cached query): keep the normalized fetch beside the cached pages,
     # for no longer than the pages themselves are fresh.
     def recall(self, identity: Any, options: FetchOptions) -> SourceFetch | None:
-        if self.cache is None or options.refresh:
+        if self.cache is None or options.refresh or options.bypass_cache:
             return None
         remembered = self.normalized.get(identity)
         if remembered is None:
@@ -143,7 +146,7 @@ class Upstream:
         if scope:
             credential += "\nregistry-scope:" + scope
         key = cache_key(self.source.value, url, params_list, credential)
-        cached = await self.cache.get(key) if self.cache is not None else None
+        cached = await self.cache.get(key) if self.cache is not None and not options.bypass_cache else None
         if cached is not None and self._serve_cached(fetch, cached, options):
             self._count_cache("hit")
             return self._from_cache(fetch, cached)

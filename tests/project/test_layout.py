@@ -24,6 +24,7 @@ LEVELS: list[tuple[str, ...]] = [
     ("gateway.config",),
     ("gateway.accounts",),
     ("gateway.history",),
+    ("gateway.live",),
     ("resolvers", "gateway.engine"),
     ("schema",),
     ("gateway.policy",),
