@@ -12,7 +12,7 @@ from gateway.config import AccountConfig
 from gateway.domain.errors import ClientCode
 from gateway.domain.records import (HoldingRecord, SourceError, SourceFetch, SourceState,
                              SourceWarning, WalletRecord)
-from gateway.sources.catalog import Source
+from gateway.sources.catalog import SPEC_OF, Source
 from gateway.upstream.resilience import BreakerState
 from gateway.accounts.errors import RegistryError
 from resolvers.context import RequestContext
@@ -169,11 +169,6 @@ def start_view(ctx: RequestContext, account: AccountConfig) -> asyncio.Future[Ac
     return pending
 
 
-# Sources whose answers carry no price (docs/SOURCES: Cryptofuse and Cobo report amounts only):
-# a price derived for another source's holding never comes from them.
-REPORT_NO_PRICES = frozenset({Source.CRYPTOFUSE, Source.COBO})
-
-
 def start_source_view(ctx: RequestContext, account: AccountConfig, sources: Any) -> asyncio.Future[AccountView]:
     """The account's view over some of its sources only, for a deferred (@defer) operation:
     a field filtered to fast sources answers without waiting for a slow one. Reads go
@@ -188,7 +183,7 @@ def start_source_view(ctx: RequestContext, account: AccountConfig, sources: Any)
             fetches = list(await asyncio.gather(*(ctx.loaders[s].load(i) for s, i in chosen)))
             ctx.note_failures(fetches)
             view = _view_of(ctx, fetches)
-            others_price = any(s not in sources and s not in REPORT_NO_PRICES for s in configured_sources(ctx, account))
+            others_price = any(s not in sources and SPEC_OF[s].reports_prices for s in configured_sources(ctx, account))
             if others_price and any(h.value is None and h.price is None and not h.token.is_testnet
                                     for h in view.holdings):
                 return await account_view(ctx, account)

@@ -67,8 +67,7 @@ class ValuedAccounts:
     fetched records, never mutated by consumers.
 
     Only sets of shared fetches (handed-out copies) are kept: a request's own fresh read is
-    valued once and never again, and keeping it would hold its records for 511 requests more
-    (with an account of 10,000 holdings and the cache off, ~10 MiB per request until full)."""
+    valued once and never again, and keeping it would hold its records for 511 requests more."""
 
     def __init__(self, maxsize: int = 512):
         self.entries = ByIdentity(maxsize)

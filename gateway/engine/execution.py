@@ -87,8 +87,8 @@ class GatewayExecutionContext(StrawberryGraphQLCoreExecutionContext):
         if isinstance(result, ExecutionResult):   # the whole result: nothing of this execution runs after it
             # graphql-core's helpers hold bound methods of this context, a reference cycle: through it a
             # finished request's whole graph (context, loaders, reads, records) waited for a gen-1
-            # collection instead of being freed by reference counting (with 10,000 holdings and the
-            # cache off, ~10 MiB more RSS per request until then; docs/PERFORMANCE.md).
+            # collection instead of being freed by reference counting (what that cost is in
+            # docs/PERFORMANCE.md).
             self.async_helpers = None
         return result
 

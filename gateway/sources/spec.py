@@ -41,6 +41,7 @@ class SourceSpec:
     display: str                        # the upstream's own spelling, for messages: "Calico"
     order: int                          # where it stands in Source: enum, statuses, wallet order
     price_rank: int                     # when several sources priced a token, the lowest rank wins
+    reports_prices: bool                # whether its answers carry prices (or values) at all
     client: type[SourceClient]          # its `source` is set to this spec's member by the catalog
     source_config: type[SourceConfig]   # the `[sources.<key>]` section
     account_config: type[AccountBlock]  # an account's `<key> = { ... }` block

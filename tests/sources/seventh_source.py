@@ -139,6 +139,6 @@ def create_app(dataset: Dataset, control: SimControl | None = None) -> Controlle
     return ControlledApp(app, control or SimControl(), error_shape)
 
 
-SPEC = SourceSpec(name="ZEPHYR", display="Zephyr", order=7, price_rank=7, client=ZephyrClient,
+SPEC = SourceSpec(name="ZEPHYR", display="Zephyr", order=7, price_rank=7, reports_prices=True, client=ZephyrClient,
                   source_config=ZephyrSourceConfig, account_config=ZephyrAccount,
                   simulator="tests.sources.seventh_source")
