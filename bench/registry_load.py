@@ -49,14 +49,15 @@ def per_request(before: PgStats, after: PgStats, requests: int) -> dict[str, Any
     """What the database did per request between two snapshots (a backend that started in
     between counts with all its CPU; one that ended, with none of its last part)."""
     if not requests:
-        return {"xacts": float("nan"), "returned": float("nan"), "fetched": float("nan"),
+        return {"opened": 0, "xacts": float("nan"), "returned": float("nan"), "fetched": float("nan"),
                 "written": float("nan"), "blocks": float("nan"), "cpu_ms": float("nan"), "statements": None}
     cpu = sum(seconds - before.backend_cpu.get(pid, 0.0) for pid, seconds in after.backend_cpu.items())
     statements = None
     if before.statements is not None and after.statements is not None:
         statements = {q: (n - before.statements.get(q, 0)) / requests for q, n in after.statements.items()
                       if n - before.statements.get(q, 0) > 0}
-    return {"xacts": (after.xacts - before.xacts) / requests, "returned": (after.returned - before.returned) / requests,
+    return {"opened": len(set(after.backend_cpu) - set(before.backend_cpu)),   # backends (connections) started
+            "xacts": (after.xacts - before.xacts) / requests, "returned": (after.returned - before.returned) / requests,
             "fetched": (after.fetched - before.fetched) / requests, "written": (after.written - before.written) / requests,
             "blocks": (after.blocks - before.blocks) / requests, "cpu_ms": max(0.0, cpu) / requests * 1000,
             "statements": statements}

@@ -162,7 +162,7 @@ def look_up_keys(url: str, keys: list[str]) -> None:
 
 def pg_text(load: dict[str, Any]) -> str:
     text = (f"xacts {load['xacts']:.3f}, rows returned {load['returned']:.1f}, fetched {load['fetched']:.2f}, "
-            f"written {load['written']:.3f}, backend CPU {load['cpu_ms']:.3f} ms")
+            f"written {load['written']:.3f}, backend CPU {load['cpu_ms']:.3f} ms, connections opened {load['opened']}")
     if load["statements"]:
         top = sorted(load["statements"].items(), key=lambda kv: -kv[1])[:3]
         text += "; calls/req: " + "; ".join(f"{n:.3f} x {q[:60]}" for q, n in top)
