@@ -77,17 +77,19 @@ def test_quick_run_with_the_registry_prints_postgresql_load_per_request(capsys):
     out = capsys.readouterr().out
     assert status == 0, out                   # no bad response, both sharing checks held
     assert set(measured) == {(t, q) for t in ("1p-redis", "2p-redis") for q in ("small, cached", "all balances, uncached")}
+    assert "pg xacts/req" in out and "PostgreSQL per request: xacts" in out
+    first_look_ups = [float(x) for x in re.findall(r"first look-up of each key\): xacts ([0-9.]+)", out)]
+    assert len(first_look_ups) == 2 and all(x >= 1 for x in first_look_ups), out   # one query (at least) per new key
     for (topo, query), m in measured.items():
         load = m["pg"]
         # every process polls the change feed (a transaction each 0.2 s): some, in every row
         assert load["xacts"] > 0 and load["returned"] > 0, (topo, query, load)
-        # ... and nothing per request: every key was looked up before the measured run
-        assert load["xacts"] * m["requests"] < m["requests"] / 2, (topo, query, load, m["requests"])
+        # ... and a known key is not looked up again: far less than a first look-up per request
+        assert load["xacts"] < min(first_look_ups) / 2, (topo, query, load, first_look_ups)
         # rows written: at most one lastUsedAt flush per process (every 10 s, each key it saw)
         assert load["written"] * m["requests"] <= int(topo[0]) * (args.accounts + 3), (topo, query, load)
-    assert "pg xacts/req" in out and "PostgreSQL per request: xacts" in out
-    first_look_ups = [float(x) for x in re.findall(r"first look-up of each key\): xacts ([0-9.]+)", out)]
-    assert len(first_look_ups) == 2 and all(x >= 1 for x in first_look_ups), out   # one query (at least) per new key
+    small = measured["1p-redis", "small, cached"]   # thousands of requests against 5 polls a second
+    assert small["pg"]["xacts"] < 0.1, small["pg"]
 
     async def gone() -> bool:
         conn = await asyncpg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, database="postgres")
