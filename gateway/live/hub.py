@@ -231,8 +231,13 @@ class SharedByRedis:
         self.hub: LiveHub | None = None
 
     @staticmethod
-    def _lock(poller: Poller) -> str:
-        return f"bg:live:{hash_tag(poller.hash)}:lock"
+    def lock_key(hashed: str) -> str:
+        """One identity's lock; its own hash tag, so a cluster spreads the locks over its masters."""
+        return f"bg:live:{hash_tag(hashed)}:lock"
+
+    @classmethod
+    def _lock(cls, poller: Poller) -> str:
+        return cls.lock_key(poller.hash)
 
     @staticmethod
     def _wants(poller: Poller) -> str:
