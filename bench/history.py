@@ -29,7 +29,6 @@ import uuid
 import zlib
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
-from typing import Any
 
 import httpx
 
@@ -42,20 +41,11 @@ from gateway.simulation.world import World
 from gateway.store.config import StoreConfig
 from gateway.store.engine import create_engine
 from gateway.store.schema_version import migrate
+from tests.store_db import admin_sql, pg_url
 
-PG = "postgresql://postgres@127.0.0.1:5432"
 KEY = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="   # the bench's own store key (no secrets are stored)
 ADMIN = "bench-history-admin"
 END = datetime(2026, 12, 1, tzinfo=timezone.utc)
-
-
-async def _admin(sql: str) -> None:
-    import asyncpg
-    conn = await asyncpg.connect(f"{PG}/postgres")
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -242,9 +232,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
     args = parser.parse_args(argv)
     name = f"bench_history_{uuid.uuid4().hex[:8]}"
-    url, blocked_url = f"{PG}/{name}", f"{PG}/{name}_blocked"   # the second for the blocked writes
-    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
-    asyncio.run(_admin(f'CREATE DATABASE "{name}_blocked"'))
+    url, blocked_url = pg_url(name), pg_url(f"{name}_blocked")   # the second for the blocked writes
+    asyncio.run(admin_sql(f'CREATE DATABASE "{name}"'))
+    asyncio.run(admin_sql(f'CREATE DATABASE "{name}_blocked"'))
     try:
         async def prepare() -> None:
             for each in (url, blocked_url):
@@ -273,9 +263,9 @@ def main(argv: list[str] | None = None) -> int:
         snapshot_delay(url, blocked_url, args.reads)
         return 0 if target else 1
     finally:
-        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}_blocked" WITH (FORCE)'))
+        asyncio.run(admin_sql(f'DROP DATABASE IF EXISTS "{name}_blocked" WITH (FORCE)'))
         if not args.keep:
-            asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            asyncio.run(admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 if __name__ == "__main__":

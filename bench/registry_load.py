@@ -17,16 +17,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import os
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 from bench.common import cpu_seconds
+from tests.store_db import PG_HOST, PG_PORT, PG_USER, admin_sql, new_encryption_key, pg_url
 
-PG_HOST = os.environ.get("GATEWAY_TEST_PG_HOST", "127.0.0.1")
-PG_PORT = int(os.environ.get("GATEWAY_TEST_PG_PORT", "5432"))
-PG_USER = os.environ.get("GATEWAY_TEST_PG_USER", "postgres")
 
 _COUNTERS = """SELECT xact_commit + xact_rollback, tup_returned, tup_fetched,
                       tup_inserted + tup_updated + tup_deleted, blks_hit + blks_read
@@ -63,15 +60,6 @@ def per_request(before: PgStats, after: PgStats, requests: int) -> dict[str, Any
             "statements": statements}
 
 
-async def _admin(sql: str) -> None:
-    import asyncpg
-    conn = await asyncpg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, database="postgres", timeout=5)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
 class RegistryDatabase:
     """One bench run's registry database (see the module's docstring)."""
 
@@ -82,7 +70,7 @@ class RegistryDatabase:
 
     @property
     def url(self) -> str:
-        return f"postgresql://{PG_USER}@{PG_HOST}:{PG_PORT}/{self.name}"
+        return pg_url(self.name)
 
     def store_block(self) -> dict[str, Any]:
         """The gateways' `[store]`."""
@@ -165,13 +153,12 @@ class NoPostgres(Exception):
 @contextlib.contextmanager
 def registry_database() -> Iterator[RegistryDatabase]:
     """A new, empty, uniquely named database; dropped (connections and all) on the way out."""
-    import base64
-    database = RegistryDatabase(f"bg_bench_{uuid.uuid4().hex[:12]}", base64.b64encode(os.urandom(32)).decode())
+    database = RegistryDatabase(f"bg_bench_{uuid.uuid4().hex[:12]}", new_encryption_key())
     try:
-        asyncio.run(_admin(f'CREATE DATABASE "{database.name}"'))
+        asyncio.run(admin_sql(f'CREATE DATABASE "{database.name}"'))
     except Exception as exc:   # refused, timed out, not allowed: the bench cannot measure the registry
         raise NoPostgres(f"PostgreSQL at {PG_HOST}:{PG_PORT}, user {PG_USER}: {type(exc).__name__}: {exc}") from None
     try:
         yield database
     finally:
-        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{database.name}" WITH (FORCE)'))
+        asyncio.run(admin_sql(f'DROP DATABASE IF EXISTS "{database.name}" WITH (FORCE)'))

@@ -36,7 +36,8 @@ def run_async(make: Callable[[], Awaitable[Any]]) -> Any:
     return out.get("value")
 
 
-async def _admin(sql: str) -> None:
+async def admin_sql(sql: str) -> None:
+    """One statement on the server's `postgres` database (CREATE / DROP DATABASE)."""
     import asyncpg
     conn = await asyncpg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, database="postgres", timeout=5)
     try:
@@ -54,7 +55,7 @@ def fresh_postgres() -> Iterator[str]:
     """The URL of a new, empty database; dropped (connections and all) on the way out."""
     name = f"bg_test_{uuid.uuid4().hex[:12]}"
     try:
-        run_async(lambda: _admin(f'CREATE DATABASE "{name}"'))
+        run_async(lambda: admin_sql(f'CREATE DATABASE "{name}"'))
     except OSError as exc:
         if os.environ.get("CI"):
             raise
@@ -62,7 +63,7 @@ def fresh_postgres() -> Iterator[str]:
     try:
         yield pg_url(name)
     finally:
-        run_async(lambda: _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        run_async(lambda: admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 def fresh_sqlite(folder: Path) -> str:
