@@ -7,8 +7,10 @@ mainnet observations, and UNRELIABLE prices are never propagated.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Iterable
+
+from msgspec.structs import replace
 
 from gateway.domain import money
 from gateway.support.by_identity import MISSING, ByIdentity

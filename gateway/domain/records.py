@@ -1,12 +1,17 @@
 """The normalized model every source produces and every resolver reads.
 
-Plain slotted dataclasses: they are the field sources of the GraphQL types directly
-(attribute names match the schema's snake_case fields), so no per-field wrapping.
-Nothing here knows about HTTP or GraphQL.
+The records are immutable (one read's records are shared by every request that reuses it):
+frozen `msgspec.Struct`s, which build and copy (`msgspec.structs.replace`) in C, where a
+frozen dataclass sets each field through `object.__setattr__`; a request builds and copies
+hundreds. They are the field sources of the GraphQL types directly (attribute names match
+the schema's snake_case fields), so no per-field wrapping. `SourceFetch`, one request's
+own, stays a mutable dataclass. Nothing here knows about HTTP or GraphQL.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+
+import msgspec
 from datetime import datetime
 from decimal import Decimal
 from enum import Enum
@@ -63,15 +68,13 @@ class SourceState(str, Enum):
     NOT_CONFIGURED = "NOT_CONFIGURED"
 
 
-@dataclass(frozen=True, slots=True)
-class Chain:
+class Chain(msgspec.Struct, frozen=True):
     id: str                 # CAIP-2
     name: str
     is_testnet: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class Token:
+class Token(msgspec.Struct, frozen=True):
     id: str                 # CAIP-19 when chain and contract are known, else source-scoped
     symbol: str
     asset_key: str          # the Asset this token belongs to (its own id when unknown)
@@ -86,15 +89,13 @@ class Token:
         return bool(self.chain and self.chain.is_testnet)
 
 
-@dataclass(frozen=True, slots=True)
-class Asset:
+class Asset(msgspec.Struct, frozen=True):
     key: str
     symbol: str
     name: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class FxRate:
+class FxRate(msgspec.Struct, frozen=True):
     """An exchange rate: one unit of `base` costs `rate` units of `quote` (pair "EUR/USD")."""
     base: str
     quote: str
@@ -108,11 +109,10 @@ class FxRate:
         return f"{self.base}/{self.quote}"
 
     def applied_inverted(self) -> "FxRate":
-        return replace(self, inverted=True)
+        return msgspec.structs.replace(self, inverted=True)
 
 
-@dataclass(frozen=True, slots=True)
-class Money:
+class Money(msgspec.Struct, frozen=True):
     amount: Decimal
     currency: str
     # The exchange rates a converted figure used (none when nothing was converted).
@@ -124,8 +124,7 @@ class Money:
         return self.rates[0] if len(self.rates) == 1 else None
 
 
-@dataclass(frozen=True, slots=True)
-class Price:
+class Price(msgspec.Struct, frozen=True):
     unit: Decimal           # price of one whole token
     currency: str
     reliability: PriceReliability
@@ -133,8 +132,7 @@ class Price:
     rate: "FxRate | None" = None   # when converted from another currency (reliability DERIVED)
 
 
-@dataclass(frozen=True, slots=True)
-class WalletRecord:
+class WalletRecord(msgspec.Struct, frozen=True):
     id: str                 # opaque global id (gateway.ids.encode)
     account_id: str
     source: SourceId
@@ -147,8 +145,7 @@ class WalletRecord:
     label: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class HoldingRecord:
+class HoldingRecord(msgspec.Struct, frozen=True):
     id: str
     account_id: str
     wallet: WalletRecord
@@ -169,14 +166,12 @@ class HoldingRecord:
     base_units: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class SourceError:
+class SourceError(msgspec.Struct, frozen=True):
     code: str               # one of gateway.domain.errors.UpstreamCode
     message: str            # written by us: never an upstream body or a credential
 
 
-@dataclass(frozen=True, slots=True)
-class SourceWarning:
+class SourceWarning(msgspec.Struct, frozen=True):
     code: str               # e.g. POSSIBLY_TRUNCATED, UPSTREAM_REPORTED_ERRORS
     message: str
 

@@ -10,12 +10,13 @@ Traps handled here (docs/UPSTREAMS.md):
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 import msgspec
+from msgspec.structs import replace
 from pydantic import SecretStr
 
 from gateway.domain import ids, money

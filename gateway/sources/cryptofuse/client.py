@@ -8,11 +8,12 @@ carry the network (USDTERC20 = USDT on Ethereum) and every amount is a string ro
 from __future__ import annotations
 
 import decimal
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Annotated, Any
 
+from msgspec.structs import replace
 import pydantic
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SecretStr, StrictInt, StrictStr, model_validator
 

@@ -16,11 +16,12 @@ and read only its `code`, never echoing the message.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Annotated, Any
 
 import msgspec
+from msgspec.structs import replace
 from pydantic import SecretStr
 
 from gateway.domain import ids, money
