@@ -104,7 +104,7 @@ async def fetch_account(ctx: RequestContext, account: AccountConfig) -> list[Sou
 
 
 async def _load(ctx: RequestContext, account: AccountConfig) -> list[SourceFetch]:
-    loads = [ctx.loaders[source].load(identity) for source, identity in _identities(ctx, account)]
+    loads = [ctx.loaders.load(source, identity) for source, identity in _identities(ctx, account)]
     return list(await asyncio.gather(*loads)) if loads else []
 
 
@@ -130,7 +130,7 @@ def remembered_fetches(ctx: RequestContext, account: AccountConfig) -> list[Sour
         if fetch is None:
             complete = False
         else:
-            ctx.loaders[source].prime(identity, fetch)
+            ctx.loaders.prime(source, identity, fetch)
             fetches.append(fetch)
     return fetches if complete else None
 
@@ -180,7 +180,7 @@ def start_source_view(ctx: RequestContext, account: AccountConfig, sources: Any)
     if pending is None:
         async def build() -> AccountView:
             chosen = [(s, i) for s, i in _identities(ctx, account) if s in sources]
-            fetches = list(await asyncio.gather(*(ctx.loaders[s].load(i) for s, i in chosen)))
+            fetches = list(await asyncio.gather(*(ctx.loaders.load(s, i) for s, i in chosen)))
             ctx.note_failures(fetches)
             view = _view_of(ctx, fetches)
             others_price = any(s not in sources and SPEC_OF[s].reports_prices for s in configured_sources(ctx, account))

@@ -27,6 +27,6 @@ async def pushed_fetches(ctx: RequestContext, account: AccountConfig, params: di
     client = ctx.state.clients.get(Source.CALICO)
     if client is None or account.calico is None:
         return []
-    fetches = [await ctx.loaders[Source.CALICO].load(identity) for identity in pushed_identities(client, account, params)]
+    fetches = [await ctx.loaders.load(Source.CALICO, identity) for identity in pushed_identities(client, account, params)]
     ctx.note_failures(fetches)
     return fetches

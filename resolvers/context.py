@@ -5,8 +5,6 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from aiodataloader import DataLoader
-
 from gateway.upstream.response_cache import InFlight
 from gateway.config import AccountConfig, GatewayConfig
 from gateway.domain.records import SourceFetch, Token
@@ -17,6 +15,7 @@ from gateway.upstream.ledger import ReadLedger
 from gateway.upstream.pipeline import FetchOptions
 from gateway.sources.base import SourceClient
 from gateway.fx.rates import FxTable
+from resolvers.loaders import Loaders
 from resolvers.valuation import ValuedAccounts
 
 
@@ -102,7 +101,7 @@ class RequestContext:
     """One GraphQL request: who is asking, the loaders, and what went wrong upstream."""
     state: GatewayState
     caller: AccountConfig | None
-    loaders: dict[Source, DataLoader]
+    loaders: Loaders | None
     is_admin: bool = False
     request_id: str = ""
     actor: str = ""      # the caller's non-secret credential id, for the registry's audit

@@ -19,7 +19,7 @@ async def refresh_once(state: GatewayState) -> int:
     """Read every configured account once; returns how many were read."""
     read = 0
     for account in state.config.accounts:
-        ctx = RequestContext(state=state, caller=account, loaders={},
+        ctx = RequestContext(state=state, caller=account, loaders=None,
                              deadline=Deadline.after(state.config.server.request_deadline_s),
                              request_id="history-refresh")
         ctx.loaders = make_loaders(state.clients, ctx.fetch_options, ctx.default_options)

@@ -107,7 +107,7 @@ class GatewayGraphQL(tracing.TracedOperations, GraphQL):   # a span per operatio
     async def get_context(self, request: Any, response: Any = None) -> RequestContext:
         deadline = Deadline.after(self.state.config.server.request_deadline_s)
         ctx = RequestContext(state=self.state, caller=getattr(request.state, "caller", None),
-                             is_admin=getattr(request.state, "is_admin", False), loaders={},
+                             is_admin=getattr(request.state, "is_admin", False), loaders=None,
                              request_id=getattr(request.state, "request_id", ""), deadline=deadline,
                              actor=getattr(request.state, "client_id", ""),
                              ledger=getattr(request.state, "ledger", None),
@@ -143,7 +143,7 @@ class GatewayGraphQL(tracing.TracedOperations, GraphQL):   # a span per operatio
 
     def operation_context(self, connection: RequestContext) -> RequestContext:
         """A context of its own for one operation on a WebSocket (same caller, fresh state)."""
-        ctx = RequestContext(state=self.state, caller=connection.caller, is_admin=connection.is_admin, loaders={},
+        ctx = RequestContext(state=self.state, caller=connection.caller, is_admin=connection.is_admin, loaders=None,
                              request_id=connection.request_id,
                              deadline=Deadline.after(self.state.config.server.request_deadline_s),
                              client_id=connection.client_id, still_authorized=connection.still_authorized)
