@@ -6,6 +6,7 @@ pydantic `SecretStr`, so a `repr` or a log of any config object shows `*********
 """
 from __future__ import annotations
 
+import functools
 import os
 import re
 import tomllib
@@ -260,7 +261,12 @@ class GatewayConfig(_Model):
                     raise ValueError(f"account {account.id!r} {problem}")
 
     def account(self, account_id: str) -> AccountConfig | None:
-        return next((a for a in self.accounts if a.id == account_id), None)
+        return self._accounts_by_id.get(account_id)
+
+    @functools.cached_property
+    def _accounts_by_id(self) -> dict[str, AccountConfig]:
+        # Asked on every request; the config is frozen, so the index never goes stale.
+        return {a.id: a for a in self.accounts}   # ids are unique (checked above)
 
 
 def substitute_env(value: Any, env: Mapping[str, str]) -> Any:
