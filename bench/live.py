@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.live              # from the repo root; about 2 minutes on 2 cores
     .venv/bin/python -m bench.live --quick      # fewer subscribers and cycles (a smoke run)
+    .venv/bin/python -m bench.live --cycles 20000   # a longer churn: RSS after 5k, 10k, 15k, 20k
 
 The simulators run in this process (the bench changes their balances in place); two
 gateways run as processes sharing Redis db 12 (its `bg:*` keys are deleted first), with
@@ -164,7 +165,7 @@ def first_parts(targets: list[tuple[str, str]], query: str, concurrency: int) ->
 
 async def run(args: argparse.Namespace) -> bool:
     n_accounts, per_account = (20, 5) if args.quick else (100, 10)
-    cycles = 1_000 if args.quick else 10_000
+    cycles = args.cycles or (1_000 if args.quick else 10_000)
     world = World.generate(n_accounts, size=4, demo=False)
     accounts = [a for a in world.accounts]
     ok = True
@@ -293,6 +294,8 @@ async def run(args: argparse.Namespace) -> bool:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--cycles", type=int, default=0,
+                        help="subscribe/unsubscribe cycles (default 10,000; RSS is printed after each quarter)")
     sys.exit(0 if asyncio.run(run(parser.parse_args())) else 1)
 
 
