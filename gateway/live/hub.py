@@ -333,6 +333,10 @@ class SharedByRedis:
                     # the others watching this identity elect a new poller now, not after a silence
                     await self.redis.publish(CHANNEL, json.dumps({"k": hashed, "from": self.process,
                                                                   "released": True}))
+                    successor = self.hub.by_hash.get(hashed) if self.hub is not None else None
+                    if successor is not None:   # opened here meanwhile (our own notices are not heard)
+                        successor.notice = {"released": True}
+                        successor.wake.set()
                 await self.redis.hdel(self.wants_key(hashed), self.process)
 
     async def _listen(self) -> None:
