@@ -168,13 +168,15 @@ class Poller:
                 subscriber.end()   # their closing stops this poller (LiveHub._leave)
 
     async def _sleep(self, seconds: float, *, notices: bool = False) -> dict[str, Any] | None:
-        # A timer that sets the event, not asyncio.wait_for (a task per sleep, cancelled at each wake)
-        self.wake.clear()
+        # A timer that sets the event, not asyncio.wait_for (a task per sleep, cancelled at each
+        # wake). Cleared after waking, not before sleeping: a notice that came while this poller
+        # was busy (a Redis command) wakes it at once instead of being lost until the timer.
         timer = asyncio.get_running_loop().call_later(max(0.0, seconds), self.wake.set)
         try:
             await self.wake.wait()
         finally:
             timer.cancel()
+        self.wake.clear()
         heard, self.notice = self.notice, None
         return heard if notices else None
 

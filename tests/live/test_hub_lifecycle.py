@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import weakref
 from datetime import datetime, timezone
 
@@ -152,4 +153,30 @@ async def test_reopening_an_identity_takes_the_stopped_pollers_lock_over():
     second.close()
     await hub.shared.releaser
     assert redis.released == [token]
+    await hub.close()
+
+
+async def test_a_release_heard_while_the_follower_was_busy_is_not_lost():
+    """Another process holds the lock; its release notice arrives while this process's
+    poller is writing its wanted interval: the poller takes over at once, not after
+    sleeping out a silent lock's two intervals."""
+    redis = FakeRedis()
+    hub = LiveHub({Source.COBO: FakeClient()}, floor_s=1, max_per_key=5, redis=redis)
+    lock = hub.shared.lock_key(hub_module.key_hash(KEY))
+    redis.keys[lock] = "the-other-process"
+    released = []
+
+    async def hset(*args):
+        if not released:   # the other process lets go now
+            released.append(True)
+            del redis.keys[lock]
+            hub.shared._dispatch(json.dumps({"k": hub_module.key_hash(KEY), "from": "elsewhere", "released": True}))
+    redis.hset = hset
+    subscription = open_one(hub)
+    await subscription.next()
+    for _ in range(20):
+        await asyncio.sleep(0)
+    poller = hub.pollers[KEY]
+    assert released and poller.polls == 1 and redis.keys[lock] == poller.token
+    subscription.close()
     await hub.close()
