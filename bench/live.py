@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.live              # from the repo root; about 2 minutes on 2 cores
     .venv/bin/python -m bench.live --quick      # fewer subscribers and cycles (a smoke run)
+    .venv/bin/python -m bench.live --cycles 20000   # a longer churn: RSS after 5k, 10k, 15k, 20k
 
 The simulators run in this process (the bench changes their balances in place); two
 gateways run as processes sharing Redis db 12 (its `bg:*` keys are deleted first), with
@@ -10,7 +11,10 @@ gateways run as processes sharing Redis db 12 (its `bg:*` keys are deleted first
   defer     one source (Cobo) at 3 s latency and never read yet, the fast sources' answers
             cached (a screen opened before): `@defer` queries whose first part holds the fast
             sources (CALICO, ONEBALANCE, DALP) and whose deferred part holds Cobo, 10 at a
-            time: time to the first part, p50/p95.
+            time: time to the first part, p50/p95. The clients run in a process of their own
+            (not beside the simulators' thread) over one HTTP client made before the clock
+            starts, as a browser's: a client made per request (an SSL context each, tens of
+            ms of CPU) had been timed inside the other requests' first parts.
   reads     1,000 graphql-transport-ws subscribers (10 per account, 100 accounts) spread
             over both gateways: simulator requests per identity per interval over a window
             (one page per identity in this world, so a request is a read).
@@ -31,6 +35,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -42,6 +47,8 @@ from pathlib import Path
 import httpx
 import redis
 from websockets.asyncio.client import connect
+
+from concurrent.futures import ProcessPoolExecutor
 
 from bench.common import percentile
 from gateway.config import GatewayConfig
@@ -129,24 +136,36 @@ async def cycle(url: str, key: str, n: int) -> int:
     return failed
 
 
-async def first_part_s(url: str, key: str, query: str = DEFERRED) -> float:
+async def first_part_s(http: httpx.AsyncClient, url: str, key: str, query: str = DEFERRED) -> float:
     headers = {"Authorization": f"Bearer {key}", "Accept": "multipart/mixed;deferSpec=20220824,application/json"}
-    async with httpx.AsyncClient(timeout=30) as http:
-        started = time.monotonic()
-        async with http.stream("POST", url + "/graphql", json={"query": query}, headers=headers) as response:
-            first = None
-            text = ""
-            async for chunk in response.aiter_text():
-                text += chunk
-                if first is None and '"data"' in text:
-                    first = time.monotonic() - started
-            assert response.status_code == 200 and ('"slow"' in text or query is not DEFERRED)
-            return first if first is not None else float("inf")
+    started = time.monotonic()
+    async with http.stream("POST", url + "/graphql", json={"query": query}, headers=headers) as response:
+        first = None
+        text = ""
+        async for chunk in response.aiter_text():
+            text += chunk
+            if first is None and '"data"' in text:
+                first = time.monotonic() - started
+        assert response.status_code == 200 and ('"slow"' in text or query is not DEFERRED)
+        return first if first is not None else float("inf")
+
+
+def first_parts(targets: list[tuple[str, str]], query: str, concurrency: int) -> list[float]:
+    """Each (url, key)'s time to its first part, `concurrency` at a time (run in a client process)."""
+    async def run_all() -> list[float]:
+        sem = asyncio.Semaphore(concurrency)
+        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+        async with httpx.AsyncClient(timeout=30, limits=limits) as http:
+            async def one(url: str, key: str) -> float:
+                async with sem:
+                    return await first_part_s(http, url, key, query)
+            return list(await asyncio.gather(*(one(url, key) for url, key in targets)))
+    return asyncio.run(run_all())
 
 
 async def run(args: argparse.Namespace) -> bool:
     n_accounts, per_account = (20, 5) if args.quick else (100, 10)
-    cycles = 1_000 if args.quick else 10_000
+    cycles = args.cycles or (1_000 if args.quick else 10_000)
     world = World.generate(n_accounts, size=4, demo=False)
     accounts = [a for a in world.accounts]
     ok = True
@@ -175,15 +194,12 @@ async def run(args: argparse.Namespace) -> bool:
                     time.sleep(0.1)
 
             # -- defer: Cobo at 3 s and never read before; the fast sources' answers cached ----
-            sem = asyncio.Semaphore(10)
-            for i in range(len(accounts)):
-                await first_part_s(urls[i % 2], gateway_key(accounts[i]), WARM_FAST)
-            world.controls[Source.COBO].latency_s = 3.0
-
-            async def one(i: int) -> float:
-                async with sem:
-                    return await first_part_s(urls[i % 2], gateway_key(accounts[i]))
-            firsts = await asyncio.gather(*(one(i) for i in range(len(accounts))))
+            targets = [(urls[i % 2], gateway_key(accounts[i])) for i in range(len(accounts))]
+            loop = asyncio.get_running_loop()
+            with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as client_process:
+                await loop.run_in_executor(client_process, first_parts, targets, WARM_FAST, 10)
+                world.controls[Source.COBO].latency_s = 3.0
+                firsts = await loop.run_in_executor(client_process, first_parts, targets, DEFERRED, 10)
             world.controls[Source.COBO].latency_s = 0.0
             defer_p95 = percentile(firsts, 0.95)
             print(f"defer     first part with Cobo at 3 s: p50 {percentile(firsts, 0.5) * 1000:.0f} ms, "
@@ -278,6 +294,8 @@ async def run(args: argparse.Namespace) -> bool:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--cycles", type=int, default=0,
+                        help="subscribe/unsubscribe cycles (default 10,000; RSS is printed after each quarter)")
     sys.exit(0 if asyncio.run(run(parser.parse_args())) else 1)
 
 

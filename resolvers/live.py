@@ -91,3 +91,10 @@ async def _events(ctx: RequestContext, ref: AccountRef, keys: list, interval_s: 
                                     at=datetime.now(timezone.utc))
     finally:
         subscription.close()
+        # graphql-core's subscription executor refers to itself (its helpers are its bound
+        # methods) and to this context, so it waits for a garbage collection: it then holds
+        # nothing of the stream's reads and views.
+        ctx.views.clear()
+        ctx.loaders = None   # type: ignore[assignment]  # its cache holds the reads
+        ctx.seen_tokens.clear()
+        ctx.identities.clear()

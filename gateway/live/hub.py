@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import hashlib
 import json
 import logging
@@ -50,11 +49,6 @@ log = logging.getLogger("gateway.live")
 CHANNEL = "bg:live:notices"
 LOCK_SLACK_S = 5.0            # a lock outlives its holder's next poll by this much
 WANT_TTL_FACTOR = 3           # a process's wanted interval counts for this many intervals
-# A closed subscription leaves reference cycles (a cancelled task's traceback and frames, its
-# generator). The gateway collects the oldest generation very rarely (server/app.py's
-# gc.set_threshold), so churn would grow RSS until then (bench.live measured ~13 KiB per
-# cycle): a full collection after this many closes returns it.
-COLLECT_EVERY_CLOSES = 2_000
 
 
 class TooManySubscriptions(Exception):
@@ -117,6 +111,7 @@ class Poller:
         self.wake = asyncio.Event()       # the wanted interval changed, or a notice came
         self.notice: dict[str, Any] | None = None
         self.token = uuid.uuid4().hex
+        self.claimed = False              # it has written a lock or a wanted interval to Redis
         self.task: asyncio.Task | None = None
         self.polls = 0                    # upstream polls this process made (tests, bench)
 
@@ -161,18 +156,27 @@ class Poller:
                         self.deliver(await self._follow(heard))
                         next_poll = time.monotonic() + self.interval_s
         except asyncio.CancelledError:
-            raise
+            # Only the hub cancels a poller (its last subscriber left, or shutdown), and it has
+            # queued the Redis bookkeeping already. Ending normally, rather than re-raising,
+            # keeps no exception on the task: a cancelled task's stored exception holds the
+            # frames that hold the poller that holds the task, a cycle only the rarely run
+            # oldest-generation collection would free (server/app.py's gc.set_threshold).
+            return
         except Exception:   # a bug: the subscribers end rather than hang
             log.exception("live poller failed source=%s", self.key[0].value)
             for subscriber in list(self.subscribers):
-                subscriber.end()
-        finally:
-            await self.hub.shared.retire(self)
+                subscriber.end()   # their closing stops this poller (LiveHub._leave)
 
     async def _sleep(self, seconds: float, *, notices: bool = False) -> dict[str, Any] | None:
+        # A timer that sets the event, not asyncio.wait_for (a task per sleep, cancelled at each
+        # wake). Cleared after waking, not before sleeping: a notice that came while this poller
+        # was busy (a Redis command) wakes it at once instead of being lost until the timer.
+        timer = asyncio.get_running_loop().call_later(max(0.0, seconds), self.wake.set)
+        try:
+            await self.wake.wait()
+        finally:
+            timer.cancel()
         self.wake.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.wake.wait(), max(0.0, seconds))
         heard, self.notice = self.notice, None
         return heard if notices else None
 
@@ -203,7 +207,10 @@ class LocalOnly:
     async def interval_for(self, poller: Poller) -> float:
         return poller.interval_s
 
-    async def retire(self, poller: Poller) -> None:
+    def adopt(self, poller: Poller) -> None:
+        pass
+
+    def release_later(self, poller: Poller, task: asyncio.Task | None) -> None:
         pass
 
     def start(self, hub: LiveHub) -> None:
@@ -229,6 +236,9 @@ class SharedByRedis:
         self.process = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.listener: asyncio.Task | None = None
         self.hub: LiveHub | None = None
+        # Stopped pollers' bookkeeping not done yet: identity hash -> (lock token, its task)
+        self.releases: dict[str, tuple[str, asyncio.Task | None]] = {}
+        self.releaser: asyncio.Task | None = None
 
     @staticmethod
     def lock_key(hashed: str) -> str:
@@ -240,8 +250,12 @@ class SharedByRedis:
         return cls.lock_key(poller.hash)
 
     @staticmethod
-    def _wants(poller: Poller) -> str:
-        return f"bg:live:{hash_tag(poller.hash)}:want"
+    def wants_key(hashed: str) -> str:
+        return f"bg:live:{hash_tag(hashed)}:want"
+
+    @classmethod
+    def _wants(cls, poller: Poller) -> str:
+        return cls.wants_key(poller.hash)
 
     def start(self, hub: LiveHub) -> None:
         self.hub = hub
@@ -250,6 +264,7 @@ class SharedByRedis:
 
     async def elect(self, poller: Poller) -> bool:
         ttl_ms = int((2 * poller.interval_s + LOCK_SLACK_S) * 1000)
+        poller.claimed = True
         try:
             async with self.slots:
                 if await self.redis.eval(_EXTEND, 1, self._lock(poller), poller.token, ttl_ms):
@@ -261,6 +276,7 @@ class SharedByRedis:
 
     async def want(self, poller: Poller) -> None:
         expires = time.time() + WANT_TTL_FACTOR * poller.interval_s
+        poller.claimed = True
         with contextlib.suppress(Exception):
             async with self.slots:
                 await self.redis.hset(self._wants(poller), self.process, f"{poller.interval_s}:{expires}")
@@ -288,14 +304,42 @@ class SharedByRedis:
             async with self.slots:
                 await self.redis.publish(CHANNEL, json.dumps(notice))
 
-    async def retire(self, poller: Poller) -> None:
+    def adopt(self, poller: Poller) -> None:
+        """A new poller of an identity whose stopped poller's entry is still queued takes
+        its token: the lock (if that one held it) is then already this poller's."""
+        queued = self.releases.pop(poller.hash, None)
+        if queued is not None:
+            poller.token, poller.claimed = queued[0], True
+
+    def release_later(self, poller: Poller, task: asyncio.Task | None) -> None:
+        """Queue a stopped poller's bookkeeping (nothing to do if it never wrote any)."""
+        if not poller.claimed:
+            return
+        self.releases[poller.hash] = (poller.token, task)
+        if self.releaser is None or self.releaser.done():
+            self.releaser = asyncio.get_running_loop().create_task(self._release_queued())
+
+    async def _release_queued(self) -> None:
+        while self.releases:
+            hashed = next(iter(self.releases))
+            token, task = self.releases.pop(hashed)
+            if task is not None and not task.done():
+                # the cancelled poller may have a command in flight: free the lock after it
+                await asyncio.wait([task])
+            await self._release(hashed, token)
+
+    async def _release(self, hashed: str, token: str) -> None:
         with contextlib.suppress(Exception):
             async with self.slots:
-                if await self.redis.eval(_RELEASE, 1, self._lock(poller), poller.token):
+                if await self.redis.eval(_RELEASE, 1, self.lock_key(hashed), token):
                     # the others watching this identity elect a new poller now, not after a silence
-                    await self.redis.publish(CHANNEL, json.dumps({"k": poller.hash, "from": self.process,
+                    await self.redis.publish(CHANNEL, json.dumps({"k": hashed, "from": self.process,
                                                                   "released": True}))
-                await self.redis.hdel(self._wants(poller), self.process)
+                    successor = self.hub.by_hash.get(hashed) if self.hub is not None else None
+                    if successor is not None:   # opened here meanwhile (our own notices are not heard)
+                        successor.notice = {"released": True}
+                        successor.wake.set()
+                await self.redis.hdel(self.wants_key(hashed), self.process)
 
     async def _listen(self) -> None:
         while True:
@@ -330,6 +374,10 @@ class SharedByRedis:
             poller.wake.set()
 
     async def close(self) -> None:
+        if self.releaser is not None:   # the stopped pollers' locks go now, not at their expiry
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(self.releaser, 2.0)
+            self.releaser = None
         if self.listener is not None:
             self.listener.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -352,7 +400,6 @@ class LiveHub:
         self.subscriptions: set[LiveSubscription] = set()
         self.per_client: dict[str, int] = {}
         self.polls = 0
-        self.closes = 0
 
     def is_full(self, client_id: str) -> bool:
         return self.per_client.get(client_id, 0) >= self.max_per_key
@@ -368,6 +415,7 @@ class LiveHub:
             poller = self.pollers.get(key)
             if poller is None:
                 poller = self.pollers[key] = Poller(self, key, self.clients[key[0]])
+                self.shared.adopt(poller)
                 self.by_hash[poller.hash] = poller
                 poller.subscribers.add(subscription)
                 poller.task = asyncio.get_running_loop().create_task(poller.run())
@@ -382,9 +430,6 @@ class LiveHub:
 
     def _leave(self, subscription: LiveSubscription) -> None:
         self.subscriptions.discard(subscription)
-        self.closes += 1
-        if self.closes % COLLECT_EVERY_CLOSES == 0:
-            asyncio.get_running_loop().call_soon(gc.collect)   # after the cancellations have run
         left = self.per_client.get(subscription.client_id, 1) - 1
         if left > 0:
             self.per_client[subscription.client_id] = left
@@ -398,8 +443,12 @@ class LiveHub:
             if not poller.subscribers:   # the last one left: the poller stops (and frees its lock)
                 del self.pollers[key]
                 self.by_hash.pop(poller.hash, None)
-                if poller.task is not None:
-                    poller.task.cancel()
+                # Nothing of it is kept past its task: not its last read, and not the task
+                # (whose frames refer to the poller: a cycle if the poller referred back).
+                task, poller.task, poller.latest = poller.task, None, None
+                if task is not None:
+                    task.cancel()
+                self.shared.release_later(poller, task)
 
     # -- the hook for revoked keys and deleted accounts ------------------------
     def end_where(self, match: Callable[[LiveSubscription], bool]) -> int:

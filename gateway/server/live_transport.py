@@ -64,7 +64,19 @@ class GatewayTransportWSHandler(handlers.BaseGraphQLTransportWSHandler):
         await super().shutdown()
 
     async def run_operation(self, operation: handlers.Operation) -> None:
-        """strawberry's run_operation, with a context of the operation's own."""
+        """strawberry's run_operation, with a context of the operation's own.
+
+        A `complete` (or the socket closing) cancels the operation's task; it then ends
+        normally instead of keeping the CancelledError: a cancelled task stores it, and its
+        frames refer to the operation, which refers to the task, a cycle per closed
+        subscription that only the rarely run oldest-generation collection frees
+        (server/app.py's gc.set_threshold)."""
+        try:
+            await self._run_operation(operation)
+        except asyncio.CancelledError:
+            return
+
+    async def _run_operation(self, operation: handlers.Operation) -> None:
         try:
             result_source = await self.schema.stream(
                 operation.query,
