@@ -9,7 +9,7 @@ concurrency limit, retries, deadline) with the cache bypassed. Every read is han
 every subscriber of that identity; the last subscriber leaving stops the poller.
 
 Across processes (a `[cache] redis_url`): a Redis lock per identity elects the one
-process that polls it; it announces each poll on one pub/sub channel, and the others
+process that polls it; it announces each poll on one pub/sub channel (per database), and the others
 read the pages it just wrote to the shared response cache (no upstream call) or, for a
 failed poll, the failure it announced. Plain PUBLISH/SUBSCRIBE, not sharded: a cluster
 broadcasts plain messages to every node, so one subscription on any node of a Redis
@@ -41,12 +41,12 @@ from typing import Any, Callable, Hashable
 from gateway.domain.errors import UpstreamCode
 from gateway.domain.records import SourceError, SourceFetch, SourceId, SourceState
 from gateway.upstream.pipeline import FetchOptions
-from gateway.upstream.redis_client import hash_tag, open_pubsub
+from gateway.upstream.redis_client import database_of, hash_tag, open_pubsub
 from gateway.upstream.resilience import Deadline
 
 log = logging.getLogger("gateway.live")
 
-CHANNEL = "bg:live:notices"
+CHANNEL = "bg:live:notices"   # + ":<database>": Redis delivers a channel to every database's subscribers
 LOCK_SLACK_S = 5.0            # a lock outlives its holder's next poll by this much
 WANT_TTL_FACTOR = 3           # a process's wanted interval counts for this many intervals
 
@@ -230,6 +230,9 @@ class SharedByRedis:
 
     def __init__(self, redis: Any) -> None:
         self.redis = redis
+        # Two deployments on one Redis server in different databases keep their locks apart;
+        # their notices too, on a channel of their own.
+        self.channel = f"{CHANNEL}:{database_of(redis)}"
         # Polls start together (a burst of subscribers): bound the commands in flight so the
         # client's connection pool is never exhausted (that would look like Redis being away).
         self.slots = asyncio.Semaphore(16)
@@ -302,7 +305,7 @@ class SharedByRedis:
             notice.update(code=fetch.error.code, message=fetch.error.message)
         with contextlib.suppress(Exception):
             async with self.slots:
-                await self.redis.publish(CHANNEL, json.dumps(notice))
+                await self.redis.publish(self.channel, json.dumps(notice))
 
     def adopt(self, poller: Poller) -> None:
         """A new poller of an identity whose stopped poller's entry is still queued takes
@@ -333,7 +336,7 @@ class SharedByRedis:
             async with self.slots:
                 if await self.redis.eval(_RELEASE, 1, self.lock_key(hashed), token):
                     # the others watching this identity elect a new poller now, not after a silence
-                    await self.redis.publish(CHANNEL, json.dumps({"k": hashed, "from": self.process,
+                    await self.redis.publish(self.channel, json.dumps({"k": hashed, "from": self.process,
                                                                   "released": True}))
                     successor = self.hub.by_hash.get(hashed) if self.hub is not None else None
                     if successor is not None:   # opened here meanwhile (our own notices are not heard)
@@ -346,7 +349,7 @@ class SharedByRedis:
             pubsub = None
             try:
                 pubsub = await open_pubsub(self.redis)
-                await pubsub.subscribe(CHANNEL)
+                await pubsub.subscribe(self.channel)
                 while True:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
                     if message is not None and message.get("type") == "message":

@@ -172,6 +172,14 @@ def is_cluster_client(client: Any) -> bool:
     return isinstance(client, RedisCluster)
 
 
+def database_of(client: Any) -> int:
+    """The database number a client's keys live in (a cluster has only 0). Pub/sub channels
+    are not per database: a channel that must stay within one deployment names it."""
+    if is_cluster_client(client):
+        return 0
+    return int(client.connection_pool.connection_kwargs.get("db", 0) or 0)
+
+
 async def learn_layout(client: Any) -> None:
     """Ask a cluster which node serves which slots (a no-op for one server). A cluster
     client otherwise does it inside its first command, which then takes several round
@@ -194,5 +202,5 @@ def hash_tag(part: str) -> str:
     return "{" + part.replace("{", "").replace("}", "") + "}"
 
 
-__all__ = ["RedisTarget", "build_redis_client", "check_redis_url", "cluster_url_from_seeds", "hash_tag",
+__all__ = ["RedisTarget", "build_redis_client", "check_redis_url", "cluster_url_from_seeds", "database_of", "hash_tag",
            "is_cluster_client", "is_cluster_url", "learn_layout", "open_pubsub", "parse_redis_url"]

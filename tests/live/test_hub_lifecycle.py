@@ -8,6 +8,7 @@ import gc
 import json
 import weakref
 from datetime import datetime, timezone
+from types import SimpleNamespace
 
 import pytest
 
@@ -34,6 +35,8 @@ class FakeClient:
 
 class FakeRedis:
     """The commands the hub sends; a lock is a plain key, the release script compares its token."""
+
+    connection_pool = SimpleNamespace(connection_kwargs={"db": 0})   # as redis-py's client has
 
     def __init__(self) -> None:
         self.keys: dict[str, str] = {}
@@ -180,3 +183,12 @@ async def test_a_release_heard_while_the_follower_was_busy_is_not_lost():
     assert released and poller.polls == 1 and redis.keys[lock] == poller.token
     subscription.close()
     await hub.close()
+
+
+def test_deployments_in_two_databases_of_one_redis_hear_only_their_own_notices():
+    # Redis delivers a channel to subscribers of every database: the channel names the database.
+    from gateway.live.hub import SharedByRedis
+    from gateway.upstream.redis_client import build_redis_client
+    five, also_five, six = (SharedByRedis(build_redis_client(f"redis://127.0.0.1:6379/{db}")) for db in (5, 5, 6))
+    assert five.channel == also_five.channel == "bg:live:notices:5"
+    assert six.channel == "bg:live:notices:6"
