@@ -95,6 +95,6 @@ async def _events(ctx: RequestContext, ref: AccountRef, keys: list, interval_s: 
         # methods) and to this context, so it waits for a garbage collection: it then holds
         # nothing of the stream's reads and views.
         ctx.views.clear()
-        ctx.loaders = None   # type: ignore[assignment]  # its cache holds the reads
+        ctx.loaders = None   # its cache holds the reads
         ctx.seen_tokens.clear()
         ctx.identities.clear()

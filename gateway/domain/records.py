@@ -10,12 +10,12 @@ own, stays a mutable dataclass. Nothing here knows about HTTP or GraphQL.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-
-import msgspec
 from datetime import datetime
 from decimal import Decimal
 from enum import Enum
 from typing import Any
+
+import msgspec
 
 
 class SourceId(str, Enum):
