@@ -16,6 +16,7 @@ from gateway.sources.catalog import SPEC_OF, Source
 from gateway.upstream.resilience import BreakerState
 from gateway.accounts.errors import RegistryError
 from resolvers.context import RequestContext
+from resolvers.derived import Derived
 from resolvers.errors import client_error
 from resolvers.holdings import DEFAULT_SELECTION, select
 from gateway.history.codec import Snapshot
@@ -142,6 +143,7 @@ class AccountView:
     wallets: list[WalletRecord]
     holdings: list[HoldingRecord]
     by_wallet: dict[str, list[HoldingRecord]] = field(default_factory=dict)   # wallet id -> holdings
+    derived: Derived = field(default_factory=Derived, compare=False)   # kept with the valued holdings (resolvers/derived.py)
 
 
 async def account_view(ctx: RequestContext, account: AccountConfig) -> AccountView:
@@ -227,7 +229,8 @@ def _view_of(ctx: RequestContext, fetches: list[SourceFetch]) -> AccountView:
     valued = ctx.state.valued.of(fetches)
     for h in valued.holdings:
         ctx.seen_tokens.setdefault(h.token.id, h.token)
-    return AccountView(fetches=fetches, wallets=valued.wallets, holdings=valued.holdings, by_wallet=valued.by_wallet)
+    return AccountView(fetches=fetches, wallets=valued.wallets, holdings=valued.holdings, by_wallet=valued.by_wallet,
+                       derived=valued.derived)
 
 
 def status_of(source: Source, fetches: list[SourceFetch]) -> SourceStatusView:

@@ -10,6 +10,7 @@ from gateway.domain import money
 from gateway.domain.records import FxRate, HoldingRecord, Money, SourceFetch, SourceState
 from gateway.fx.rates import convert_sums
 from gateway.sources.catalog import Source
+from resolvers.derived import Derived
 
 RateFor = Callable[[str, str], "FxRate | None"]
 
@@ -99,14 +100,15 @@ class ValueTotalView:
 
 
 def value_total(holdings: list[HoldingRecord], currency: str, fetches: list[SourceFetch],
-                rate_for: RateFor = no_rates) -> ValueTotalView:
+                rate_for: RateFor = no_rates, sums: CurrencySums | None = None) -> ValueTotalView:
     """Sum of the values in `currency`. Values in another currency are summed per currency and
     each sum converted once at the rate `rate_for` gives; a value with no rate, or no value at
-    all, counts as unpriced and makes the total incomplete."""
+    all, counts as unpriced and makes the total incomplete. `sums`: `currency_sums(holdings)`,
+    when the caller has it already."""
     currency = currency.upper()
-    sums, priced = sums_by_currency(holdings)
-    amount, rates, missing = convert_sums(sums, currency, rate_for)
-    unpriced = len(holdings) - priced + sum(count for c, count in _counts(holdings).items() if c in missing)
+    sums = sums if sums is not None else currency_sums(holdings)
+    amount, rates, missing = convert_sums(sums.sums, currency, rate_for)
+    unpriced = len(holdings) - sums.priced + sum(count for c, count in sums.counts.items() if c in missing)
     failed = sorted({f.source for f in fetches if f.state is SourceState.FAILED}, key=list(Source).index)
     partial = any(f.state is SourceState.PARTIAL for f in fetches)
     return ValueTotalView(
@@ -117,18 +119,36 @@ def value_total(holdings: list[HoldingRecord], currency: str, fetches: list[Sour
     )
 
 
-def sums_by_currency(holdings: Iterable[HoldingRecord]) -> tuple[dict[str, Decimal], int]:
-    """Exact sum of the values per currency, and how many holdings have a value."""
+@dataclass(frozen=True, slots=True)
+class CurrencySums:
+    """Holdings' values summed exactly per currency, and how many holdings each sum holds."""
+    sums: dict[str, Decimal]
+    counts: dict[str, int]
+
+    @property
+    def priced(self) -> int:
+        return sum(self.counts.values())
+
+
+def currency_sums(holdings: Iterable[HoldingRecord]) -> CurrencySums:
     by: dict[str, list[Decimal]] = {}
     for h in holdings:
         if h.value is not None:
             by.setdefault(h.value.currency.upper(), []).append(h.value.amount)
-    return {c: money.dsum(v) for c, v in by.items()}, sum(len(v) for v in by.values())
+    return CurrencySums({c: money.dsum(v) for c, v in by.items()}, {c: len(v) for c, v in by.items()})
 
 
-def _counts(holdings: Iterable[HoldingRecord]) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for h in holdings:
-        if h.value is not None:
-            out[h.value.currency.upper()] = out.get(h.value.currency.upper(), 0) + 1
-    return out
+# -- kept with the valued holdings (resolvers/derived.py) ----------------------
+# `owner` names the list (an account's holdings, or a wallet's); the filter's repr, its fields.
+def selected(derived: Derived, owner: str, holdings: list[HoldingRecord], f: Any) -> list[HoldingRecord]:
+    return derived.get(("select", owner, repr(f)), lambda: select(holdings, f))
+
+
+def selected_sums(derived: Derived, owner: str, holdings: list[HoldingRecord], f: Any) -> CurrencySums:
+    return derived.get(("sums", owner, repr(f)), lambda: currency_sums(selected(derived, owner, holdings, f)))
+
+
+def ordered(derived: Derived, owner: str, holdings: list[HoldingRecord], f: Any, field: str,
+            direction: str) -> list[HoldingRecord]:
+    return derived.get(("order", owner, repr(f), field, direction),
+                       lambda: order(selected(derived, owner, holdings, f), field, direction))

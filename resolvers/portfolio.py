@@ -12,9 +12,10 @@ from resolvers import calico_window
 from resolvers.accounts import AccountRef, AccountView, account_view, authorize, start_source_view
 from resolvers.context import RequestContext
 from resolvers.currency import checked_currency
-from resolvers.holdings import order, select, selection, value_total
+from resolvers.derived import Derived
+from resolvers.holdings import ordered, selected, selected_sums, selection, value_total
 from resolvers.pagination import Connection, paginate, scope_of
-from resolvers.positions import PositionView, group
+from resolvers.positions import PositionView, group, groups_of
 from resolvers.valuation import derive_values
 
 _SOURCE_ORDER = {s: i for i, s in enumerate(Source)}
@@ -22,12 +23,12 @@ T = TypeVar("T")
 
 
 # -- listings -----------------------------------------------------------------
-def _listing(owner: str, holdings: list[HoldingRecord], filter_: Any, order_by: Any,
+def _listing(owner: str, holdings: list[HoldingRecord], derived: Derived, filter_: Any, order_by: Any,
              first: int | None, after: str | None) -> Connection[HoldingRecord]:
     f = selection(filter_)
     field = order_by.field.value if order_by else "VALUE"
     direction = order_by.direction.value if order_by else "DESC"
-    chosen = order(select(holdings, f), field, direction)
+    chosen = ordered(derived, owner, holdings, f, field, direction)
     return paginate(chosen, first, after, scope_of(owner, repr(f), field, direction))
 
 
@@ -67,19 +68,20 @@ def account_wallets(ctx: RequestContext, ref: AccountRef, sources: list[Source] 
 
 
 def _with_account_data(ctx: RequestContext, ref: AccountRef, filter_: Any,
-                       then: Callable[[list[HoldingRecord], list[SourceFetch]], T]) -> T | Awaitable[T]:
+                       then: Callable[[list[HoldingRecord], list[SourceFetch], Derived], T]) -> T | Awaitable[T]:
     f = selection(filter_)
     calico_window.validate_window(f)
 
     def from_view(view: AccountView) -> T | Awaitable[T]:
         params = calico_window.pushdown(f, view.fetches)
         if params is None:
-            return then(view.holdings, view.fetches)
+            return then(view.holdings, view.fetches, view.derived)
 
         async def pushed() -> T:   # Calico's part of the filter goes to Calico: one more read
             fetches = [x for x in view.fetches if x.source is not Source.CALICO]
             fetches += await calico_window.pushed_fetches(ctx, ref.config, params)
-            return then(derive_values([h for x in fetches for h in x.holdings]), fetches)
+            # holdings of this request's own: what is derived from them is its own too
+            return then(derive_values([h for x in fetches for h in x.holdings]), fetches, Derived())
         return pushed()
 
     result = with_view(ctx, ref.config, from_view, f.sources)
@@ -93,25 +95,31 @@ def _with_account_data(ctx: RequestContext, ref: AccountRef, filter_: Any,
 
 def account_holdings(ctx: RequestContext, ref: AccountRef, filter_: Any, order_by: Any,
                      first: int | None, after: str | None) -> Any:
-    return _with_account_data(ctx, ref, filter_,
-                              lambda holdings, _: _listing(ref.id, holdings, filter_, order_by, first, after))
+    return _with_account_data(ctx, ref, filter_, lambda holdings, _, derived: _listing(
+        ref.id, holdings, derived, filter_, order_by, first, after))
 
 
 def account_total(ctx: RequestContext, ref: AccountRef, currency: str, filter_: Any) -> Any:
     currency = checked_currency(ctx, currency)
-    return _with_account_data(ctx, ref, filter_, lambda holdings, fetches: value_total(
-        select(holdings, selection(filter_)), currency, _fetches_for(fetches, filter_), ctx.state.fx.rate))
+    f = selection(filter_)
+    return _with_account_data(ctx, ref, filter_, lambda holdings, fetches, derived: value_total(
+        selected(derived, ref.id, holdings, f), currency, _fetches_for(fetches, filter_), ctx.state.fx.rate,
+        selected_sums(derived, ref.id, holdings, f)))
 
 
 def account_positions(ctx: RequestContext, ref: AccountRef, grouping: str, currency: str, filter_: Any,
                       first: int | None, after: str | None) -> Any:
     currency = checked_currency(ctx, currency)
 
-    def then(holdings: list[HoldingRecord], fetches: list[SourceFetch]) -> Connection[PositionView]:
-        chosen = select(holdings, selection(filter_))
+    f = selection(filter_)
+
+    def then(holdings: list[HoldingRecord], fetches: list[SourceFetch], derived: Derived) -> Connection[PositionView]:
+        chosen = selected(derived, ref.id, holdings, f)
         rate_for = ctx.state.fx.rate
-        total = value_total(chosen, currency, _fetches_for(fetches, filter_), rate_for).value.amount
-        positions = group(chosen, grouping, currency, total, ctx.registry, rate_for)
+        total = value_total(chosen, currency, _fetches_for(fetches, filter_), rate_for,
+                            selected_sums(derived, ref.id, holdings, f)).value.amount
+        groups = derived.get(("groups", ref.id, repr(f), grouping), lambda: groups_of(chosen, grouping))
+        positions = group(chosen, grouping, currency, total, ctx.registry, rate_for, groups)
         return paginate(positions, first, after, scope_of(ref.id, "positions", grouping, currency.upper(),
                                                            repr(selection(filter_))))
     return _with_account_data(ctx, ref, filter_, then)
@@ -132,14 +140,19 @@ def _wallet_fetches(view: AccountView, wallet: WalletRecord) -> list[SourceFetch
 
 def wallet_holdings(ctx: RequestContext, wallet: WalletRecord, filter_: Any, order_by: Any,
                     first: int | None, after: str | None) -> Any:
-    return _with_wallet(ctx, wallet, lambda view: _listing(wallet.id, view.by_wallet.get(wallet.id, []), filter_,
-                                                           order_by, first, after))
+    return _with_wallet(ctx, wallet, lambda view: _listing(wallet.id, view.by_wallet.get(wallet.id, []), view.derived,
+                                                           filter_, order_by, first, after))
 
 
 def wallet_total(ctx: RequestContext, wallet: WalletRecord, currency: str) -> Any:
     currency = checked_currency(ctx, currency)
-    return _with_wallet(ctx, wallet, lambda view: value_total(select(view.by_wallet.get(wallet.id, []), selection(None)),
-                                                              currency, _wallet_fetches(view, wallet), ctx.state.fx.rate))
+    f = selection(None)
+
+    def then(view: AccountView) -> Any:
+        holdings = view.by_wallet.get(wallet.id, [])
+        return value_total(selected(view.derived, wallet.id, holdings, f), currency, _wallet_fetches(view, wallet),
+                           ctx.state.fx.rate, selected_sums(view.derived, wallet.id, holdings, f))
+    return _with_wallet(ctx, wallet, then)
 
 
 # -- a holding in another currency ---------------------------------------------

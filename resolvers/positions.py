@@ -10,7 +10,7 @@ from gateway.domain.records import Asset, Chain, HoldingRecord, Money, Token, Wa
 from gateway.sources.catalog import Source
 from gateway.domain.tokens import TokenRegistry
 from gateway.fx.rates import convert_sums
-from resolvers.holdings import RateFor, no_rates, order, sums_by_currency
+from resolvers.holdings import CurrencySums, RateFor, currency_sums, no_rates, order
 
 NO_CHAIN = "offchain"   # CHAIN key of holdings without a chain (exchange tickers, unknown tokens)
 
@@ -39,36 +39,53 @@ _KEYS: dict[str, Callable[[HoldingRecord], str]] = {
 }
 
 
-def group(holdings: list[HoldingRecord], grouping: str, currency: str, total: Decimal,
-          registry: TokenRegistry, rate_for: RateFor = no_rates) -> list[PositionView]:
-    """Positions ordered by value (unpriced last), then key. `total` is what `share` divides."""
-    currency = currency.upper()
-    groups: dict[str, list[HoldingRecord]] = {}
+@dataclass(frozen=True, slots=True)
+class Group:
+    """One position's members and what depends on them alone (no currency, rate or registry)."""
+    key: str
+    members: list[HoldingRecord]     # in resolvers.holdings.order's order
+    sums: CurrencySums
+    amount: Decimal | None           # the members' amounts added up, when they add up
+
+
+def groups_of(holdings: list[HoldingRecord], grouping: str) -> list[Group]:
+    by_key: dict[str, list[HoldingRecord]] = {}
     for h in holdings:
-        groups.setdefault(_KEYS[grouping](h), []).append(h)
-    positions = [_position(key, members, grouping, currency, total, registry, rate_for) for key, members in groups.items()]
+        by_key.setdefault(_KEYS[grouping](h), []).append(h)
+    # Amounts add up only within one asset, and only in whole-token units: base-unit
+    # amounts (token decimals unknown) must not be added to anything.
+    adds_up = grouping in ("ASSET", "TOKEN")
+    return [Group(key, order(members), currency_sums(members),
+                  money.dsum(h.amount for h in members) if adds_up and not any(h.base_units for h in members)
+                  else None)
+            for key, members in by_key.items()]
+
+
+def group(holdings: list[HoldingRecord], grouping: str, currency: str, total: Decimal,
+          registry: TokenRegistry, rate_for: RateFor = no_rates, groups: list[Group] | None = None) -> list[PositionView]:
+    """Positions ordered by value (unpriced last), then key. `total` is what `share` divides.
+    `groups`: `groups_of(holdings, grouping)`, when the caller has it already."""
+    currency = currency.upper()
+    groups = groups if groups is not None else groups_of(holdings, grouping)
+    positions = [_position(g, grouping, currency, total, registry, rate_for) for g in groups]
     priced = sorted((p for p in positions if p.value is not None), key=lambda p: (-p.value.amount, p.key))
     return priced + sorted((p for p in positions if p.value is None), key=lambda p: p.key)
 
 
-def _position(key: str, members: list[HoldingRecord], grouping: str, currency: str, total: Decimal,
-              registry: TokenRegistry, rate_for: RateFor) -> PositionView:
-    first = members[0]
+def _position(g: Group, grouping: str, currency: str, total: Decimal, registry: TokenRegistry,
+              rate_for: RateFor) -> PositionView:
+    first = g.members[0]
     # As the account's total does: per currency sums, each converted once (resolvers/holdings.py).
-    sums, _ = sums_by_currency(members)
-    amount, rates, missing = convert_sums(sums, currency, rate_for)
-    values = [h for h in members if h.value is not None and h.value.currency.upper() not in missing]
-    value = Money(amount, currency, rates) if values else None
-    # Amounts add up only within one asset, and only in whole-token units: base-unit
-    # amounts (token decimals unknown) must not be added to anything.
-    same_unit = grouping in ("ASSET", "TOKEN") and not any(h.base_units for h in members)
+    amount, rates, missing = convert_sums(g.sums.sums, currency, rate_for)
+    valued = sum(count for c, count in g.sums.counts.items() if c not in missing)
+    value = Money(amount, currency, rates) if valued else None
     position = PositionView(
-        key=key,
-        holdings=order(members),
-        amount=money.dsum(h.amount for h in members) if same_unit else None,
+        key=g.key,
+        holdings=g.members,
+        amount=g.amount,
         value=value,
         share=money.unit_price(value.amount, total) if value is not None and total else None,
-        unpriced_holdings=len(members) - len(values),
+        unpriced_holdings=len(g.members) - valued,
     )
     if grouping == "ASSET":
         position.asset = _asset_of(first.token, registry)

@@ -7,7 +7,7 @@ mainnet observations, and UNRELIABLE prices are never propagated.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable
 
 from msgspec.structs import replace
@@ -16,6 +16,7 @@ from gateway.domain import money
 from gateway.support.by_identity import MISSING, ByIdentity
 from gateway.domain.records import HoldingRecord, Money, Price, PriceReliability, SourceFetch, WalletRecord
 from gateway.sources.catalog import SPEC_OF
+from resolvers.derived import Derived
 
 # Which source's price to prefer when several observed one (each spec's price_rank, a
 # required field: every source has one): exact base units first.
@@ -89,6 +90,7 @@ class Valued:
     holdings: list[HoldingRecord]                 # every fetch's, with derived values
     wallets: list[WalletRecord]                   # by id, first seen first
     by_wallet: dict[str, list[HoldingRecord]]     # wallet id -> its holdings
+    derived: Derived = field(default_factory=Derived, compare=False)   # selections, orders, sums of these holdings
 
     @staticmethod
     def of(fetches: list[SourceFetch]) -> "Valued":
