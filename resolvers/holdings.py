@@ -139,16 +139,17 @@ def currency_sums(holdings: Iterable[HoldingRecord]) -> CurrencySums:
 
 
 # -- kept with the valued holdings (resolvers/derived.py) ----------------------
-# `owner` names the list (an account's holdings, or a wallet's); the filter's repr, its fields.
-def selected(derived: Derived, owner: str, holdings: list[HoldingRecord], f: Any) -> list[HoldingRecord]:
+# `owner` names the list: ("account", id) for an account's holdings, ("wallet", id) for a
+# wallet's; the filter's repr names its fields.
+def selected(derived: Derived, owner: tuple[str, str], holdings: list[HoldingRecord], f: Any) -> list[HoldingRecord]:
     return derived.get(("select", owner, repr(f)), lambda: select(holdings, f))
 
 
-def selected_sums(derived: Derived, owner: str, holdings: list[HoldingRecord], f: Any) -> CurrencySums:
+def selected_sums(derived: Derived, owner: tuple[str, str], holdings: list[HoldingRecord], f: Any) -> CurrencySums:
     return derived.get(("sums", owner, repr(f)), lambda: currency_sums(selected(derived, owner, holdings, f)))
 
 
-def ordered(derived: Derived, owner: str, holdings: list[HoldingRecord], f: Any, field: str,
+def ordered(derived: Derived, owner: tuple[str, str], holdings: list[HoldingRecord], f: Any, field: str,
             direction: str) -> list[HoldingRecord]:
     return derived.get(("order", owner, repr(f), field, direction),
                        lambda: order(selected(derived, owner, holdings, f), field, direction))

@@ -23,13 +23,14 @@ T = TypeVar("T")
 
 
 # -- listings -----------------------------------------------------------------
-def _listing(owner: str, holdings: list[HoldingRecord], derived: Derived, filter_: Any, order_by: Any,
+def _listing(owner: tuple[str, str], holdings: list[HoldingRecord], derived: Derived, filter_: Any, order_by: Any,
              first: int | None, after: str | None) -> Connection[HoldingRecord]:
+    """`owner`: ("account", id) or ("wallet", id), whose holdings these are."""
     f = selection(filter_)
     field = order_by.field.value if order_by else "VALUE"
     direction = order_by.direction.value if order_by else "DESC"
     chosen = ordered(derived, owner, holdings, f, field, direction)
-    return paginate(chosen, first, after, scope_of(owner, repr(f), field, direction))
+    return paginate(chosen, first, after, scope_of(owner[1], repr(f), field, direction))
 
 
 def _fetches_for(fetches: list[SourceFetch], filter_: Any) -> list[SourceFetch]:
@@ -96,15 +97,15 @@ def _with_account_data(ctx: RequestContext, ref: AccountRef, filter_: Any,
 def account_holdings(ctx: RequestContext, ref: AccountRef, filter_: Any, order_by: Any,
                      first: int | None, after: str | None) -> Any:
     return _with_account_data(ctx, ref, filter_, lambda holdings, _, derived: _listing(
-        ref.id, holdings, derived, filter_, order_by, first, after))
+        ("account", ref.id), holdings, derived, filter_, order_by, first, after))
 
 
 def account_total(ctx: RequestContext, ref: AccountRef, currency: str, filter_: Any) -> Any:
     currency = checked_currency(ctx, currency)
     f = selection(filter_)
     return _with_account_data(ctx, ref, filter_, lambda holdings, fetches, derived: value_total(
-        selected(derived, ref.id, holdings, f), currency, _fetches_for(fetches, filter_), ctx.state.fx.rate,
-        selected_sums(derived, ref.id, holdings, f)))
+        selected(derived, ("account", ref.id), holdings, f), currency, _fetches_for(fetches, filter_),
+        ctx.state.fx.rate, selected_sums(derived, ("account", ref.id), holdings, f)))
 
 
 def account_positions(ctx: RequestContext, ref: AccountRef, grouping: str, currency: str, filter_: Any,
@@ -114,11 +115,11 @@ def account_positions(ctx: RequestContext, ref: AccountRef, grouping: str, curre
     f = selection(filter_)
 
     def then(holdings: list[HoldingRecord], fetches: list[SourceFetch], derived: Derived) -> Connection[PositionView]:
-        chosen = selected(derived, ref.id, holdings, f)
+        chosen = selected(derived, ("account", ref.id), holdings, f)
         rate_for = ctx.state.fx.rate
         total = value_total(chosen, currency, _fetches_for(fetches, filter_), rate_for,
-                            selected_sums(derived, ref.id, holdings, f)).value.amount
-        groups = derived.get(("groups", ref.id, repr(f), grouping), lambda: groups_of(chosen, grouping))
+                            selected_sums(derived, ("account", ref.id), holdings, f)).value.amount
+        groups = derived.get(("groups", ("account", ref.id), repr(f), grouping), lambda: groups_of(chosen, grouping))
         positions = group(chosen, grouping, currency, total, ctx.registry, rate_for, groups)
         return paginate(positions, first, after, scope_of(ref.id, "positions", grouping, currency.upper(),
                                                            repr(selection(filter_))))
@@ -140,8 +141,8 @@ def _wallet_fetches(view: AccountView, wallet: WalletRecord) -> list[SourceFetch
 
 def wallet_holdings(ctx: RequestContext, wallet: WalletRecord, filter_: Any, order_by: Any,
                     first: int | None, after: str | None) -> Any:
-    return _with_wallet(ctx, wallet, lambda view: _listing(wallet.id, view.by_wallet.get(wallet.id, []), view.derived,
-                                                           filter_, order_by, first, after))
+    return _with_wallet(ctx, wallet, lambda view: _listing(("wallet", wallet.id), view.by_wallet.get(wallet.id, []),
+                                                           view.derived, filter_, order_by, first, after))
 
 
 def wallet_total(ctx: RequestContext, wallet: WalletRecord, currency: str) -> Any:
@@ -150,8 +151,9 @@ def wallet_total(ctx: RequestContext, wallet: WalletRecord, currency: str) -> An
 
     def then(view: AccountView) -> Any:
         holdings = view.by_wallet.get(wallet.id, [])
-        return value_total(selected(view.derived, wallet.id, holdings, f), currency, _wallet_fetches(view, wallet),
-                           ctx.state.fx.rate, selected_sums(view.derived, wallet.id, holdings, f))
+        owner = ("wallet", wallet.id)
+        return value_total(selected(view.derived, owner, holdings, f), currency, _wallet_fetches(view, wallet),
+                           ctx.state.fx.rate, selected_sums(view.derived, owner, holdings, f))
     return _with_wallet(ctx, wallet, then)
 
 

@@ -61,8 +61,8 @@ def groups_of(holdings: list[HoldingRecord], grouping: str) -> list[Group]:
             for key, members in by_key.items()]
 
 
-def group(holdings: list[HoldingRecord], grouping: str, currency: str, total: Decimal,
-          registry: TokenRegistry, rate_for: RateFor = no_rates, groups: list[Group] | None = None) -> list[PositionView]:
+def group(holdings: list[HoldingRecord], grouping: str, currency: str, total: Decimal, registry: TokenRegistry,
+          rate_for: RateFor = no_rates, groups: list[Group] | None = None) -> list[PositionView]:
     """Positions ordered by value (unpriced last), then key. `total` is what `share` divides.
     `groups`: `groups_of(holdings, grouping)`, when the caller has it already."""
     currency = currency.upper()

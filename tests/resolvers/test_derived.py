@@ -16,6 +16,7 @@ from resolvers.positions import _KEYS, group, groups_of
 from resolvers.valuation import derive_values
 from tests.resolvers.test_positions import REGISTRY, holdings
 
+OWNER = ("account", "acct")
 FILTERS = [HoldingSelection(), HoldingSelection(include_zero=True, include_testnets=True),
            HoldingSelection(min_value=Decimal("1000")), HoldingSelection(symbols=["eth", "USDC"])]
 
@@ -28,13 +29,13 @@ def test_kept_results_equal_computing_them_again(portfolio, f, field, direction,
     valued = derive_values(portfolio)
     kept = Derived()
     for _ in range(2):   # computed, then found
-        assert ordered(kept, "acct", valued, f, field, direction) == order(select(valued, f), field, direction)
-        chosen = selected(kept, "acct", valued, f)
+        assert ordered(kept, OWNER, valued, f, field, direction) == order(select(valued, f), field, direction)
+        chosen = selected(kept, OWNER, valued, f)
         assert chosen == select(valued, f)
-        assert value_total(chosen, currency, [], sums=selected_sums(kept, "acct", valued, f)) == \
+        assert value_total(chosen, currency, [], sums=selected_sums(kept, OWNER, valued, f)) == \
             value_total(select(valued, f), currency, [])
         total = value_total(chosen, currency, []).value.amount
-        groups = kept.get(("groups", "acct", repr(f), grouping), lambda: groups_of(chosen, grouping))
+        groups = kept.get(("groups", OWNER, repr(f), grouping), lambda: groups_of(chosen, grouping))
         positions = group(chosen, grouping, currency, total, REGISTRY, groups=groups)
         assert positions == group(select(valued, f), grouping, currency, total, REGISTRY)
         for p in positions:   # each position's members: its own, in the listing's order, amounts added up
@@ -42,8 +43,8 @@ def test_kept_results_equal_computing_them_again(portfolio, f, field, direction,
             assert p.holdings == order(members)
             if grouping in ("ASSET", "TOKEN") and not any(h.base_units for h in members):
                 assert p.amount == sum((h.amount for h in members), Decimal(0))
-    assert selected(kept, "acct", valued, f) is chosen                 # the kept list, not a new one
-    assert selected(kept, "wallet-1", valued[:1], f) == select(valued[:1], f)   # another owner, its own entry
+    assert selected(kept, OWNER, valued, f) is chosen                 # the kept list, not a new one
+    assert selected(kept, ("wallet", "w1"), valued[:1], f) == select(valued[:1], f)   # another owner, its own entry
     assert currency_sums(chosen).priced == sum(1 for h in chosen if h.value is not None)
 
 
