@@ -21,20 +21,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-from bench.common import Sims, WrkResult, build_world, run_wrk, world_digest
-from bench.perf import ALL_FIELDS, DEEP, SMALL, gateway_config
-from gateway.server.serving import free_port
-from gateway.simulation.world import gateway_key, to_toml
+from bench.common import Gateway, Sims, WrkResult, build_world, run_wrk, world_digest
+from bench.perf import ALL_FIELDS, DEEP, SMALL, gateway_config, warm_cache
+from gateway.simulation.world import gateway_key
 
 
 @dataclass(frozen=True)
@@ -54,46 +49,6 @@ ROWS = {
     # bench.perf's many-users row against Hive Gateway (ours only): nothing shared.
     "many-users": Row(ALL_FIELDS, cache=False, keep=True, coalesce=False, connections=32),
 }
-
-
-class TreeGateway:
-    """`python -m gateway serve` from another checkout, with that checkout's own virtualenv."""
-
-    def __init__(self, name: str, tree: Path, raw: dict[str, Any], workdir: Path):
-        self.port = free_port()
-        config = workdir / f"{name}.toml"
-        config.write_text(to_toml(raw))
-        self.log_path = workdir / f"{name}.log"
-        self._log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(
-            [str(tree / ".venv/bin/python"), "-m", "gateway", "serve", "--config", str(config),
-             "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning"],
-            cwd=tree, stdout=self._log, stderr=subprocess.STDOUT)
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def ready(self, timeout_s: float = 90.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline and self.proc.poll() is None:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(self.url + "/health", timeout=2).status_code == 200:
-                    return
-            time.sleep(0.1)
-        raise RuntimeError(f"{self.log_path.stem} did not start:\n{self.log_path.read_text(errors='replace')[-2000:]}")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self._log.close()
-
-
-def warm(url: str, query: str, keys: list[str]) -> None:
-    with httpx.Client(base_url=url, timeout=30) as client:
-        for key in keys:
-            client.post("/graphql", json={"query": query}, headers={"Authorization": f"Bearer {key}"})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -122,12 +77,12 @@ def main(argv: list[str] | None = None) -> int:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-ab-")))
         sims = Sims(workdir, args.accounts, large=False)
         stack.callback(sims.stop)
-        gateways: dict[tuple[str, str], TreeGateway] = {}
+        gateways: dict[tuple[str, str], Gateway] = {}
         for name in rows:
             row = ROWS[name]
             raw = gateway_config(world, sims.url, cache=row.cache, keep=row.keep, coalesce=row.coalesce)
             for side, tree in trees.items():
-                gateways[(name, side)] = gw = TreeGateway(f"{name}-{side}", tree, raw, workdir)
+                gateways[(name, side)] = gw = Gateway(f"{name}-{side}", raw, workdir, tree=tree)
                 stack.callback(gw.stop)
         sims.ready(world_digest(world))
         sims.latency(0.0)
@@ -135,8 +90,9 @@ def main(argv: list[str] | None = None) -> int:
         for (name, _), gw in gateways.items():
             gw.ready()
             if ROWS[name].cache:
-                warm(gw.url, ROWS[name].query, keys)
-        print("".join(f"{side} = {tree}\n" for side, tree in trees.items()) + f"{args.rounds} rounds of {args.seconds:g} s per side and row, "
+                warm_cache(gw.url, keys, ROWS[name].query)
+        print("".join(f"{side} = {tree}\n" for side, tree in trees.items())
+              + f"{args.rounds} rounds of {args.seconds:g} s per side and row, "
               f"wrk -t1, keys rotating over {args.accounts} accounts\n")
         for name in rows:
             row = ROWS[name]
@@ -144,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
                 for side in list(trees) if turn % 2 == 0 else list(trees)[::-1]:
                     gw = gateways[(name, side)]
                     r = run_wrk(gw.url, {"query": row.query}, keys, connections=row.connections,
-                                seconds=args.seconds, workdir=workdir, watch={"gateway": gw.proc.pid})
+                                seconds=args.seconds, workdir=workdir, watch={"gateway": gw.pid})
                     results.setdefault((name, side), []).append(r)
                     print(f"  {name:14} {side} round {turn + 1}: {r.rps:8.0f} req/s, "
                           f"{cpu_ms(r):.3f} ms CPU/request, {r.bad} bad", flush=True)

@@ -169,12 +169,12 @@ class RawHTTP:
 class Proc:
     """A child process on a free loopback port, its output in a log file."""
 
-    def __init__(self, name: str, argv: list[str], workdir: Path, port: int | None = None):
+    def __init__(self, name: str, argv: list[str], workdir: Path, port: int | None = None, cwd: Path = ROOT):
         self.name = name
         self.port = port or free_port()
         self.log_path = workdir / f"{name}.log"
         self._log = self.log_path.open("wb")
-        self.proc = subprocess.Popen([a.replace("{port}", str(self.port)) for a in argv], cwd=ROOT,
+        self.proc = subprocess.Popen([a.replace("{port}", str(self.port)) for a in argv], cwd=cwd,
                                      stdout=self._log, stderr=subprocess.STDOUT)
 
     @property
@@ -250,18 +250,21 @@ class Call:
 
 
 class Gateway(Proc):
-    """`python -m gateway serve --config FILE [--workers N]`."""
+    """`python -m gateway serve --config FILE [--workers N]`; `tree`: another checkout of the
+    gateway, served from that checkout with its own `.venv` (bench/ab.py)."""
 
-    def __init__(self, name: str, raw: dict[str, Any], workdir: Path, workers: int = 1):
+    def __init__(self, name: str, raw: dict[str, Any], workdir: Path, workers: int = 1, tree: Path | None = None):
         text = to_toml(raw)
         if tomllib.loads(text) != raw:
             raise RuntimeError(f"{name}: generated TOML does not round-trip")
         config = workdir / f"{name}.toml"
         config.write_text(text)
-        argv = [sys.executable, "-m", "gateway", "serve", "--config", str(config), "--host", "127.0.0.1",
+        python = sys.executable if tree is None else str(tree / ".venv/bin/python")
+        argv = [python, "-m", "gateway", "serve", "--config", str(config), "--host", "127.0.0.1",
                 "--port", "{port}", "--log-level", "warning"]
         self.workers = workers
-        super().__init__(name, argv + (["--workers", str(workers)] if workers > 1 else []), workdir)
+        super().__init__(name, argv + (["--workers", str(workers)] if workers > 1 else []), workdir,
+                         cwd=ROOT if tree is None else tree)
 
     def ready(self) -> None:
         self.wait_ready("/health")

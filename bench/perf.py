@@ -417,7 +417,7 @@ def phase_large(b: Bench) -> None:
 
 # --------------------------------------------------------------------------- 4. throughput
 
-def warm_cache(url: str, keys: list[str]) -> None:
+def warm_cache(url: str, keys: list[str], query: str = DEEP) -> None:
     """Every caller's upstream answers into the gateway's cache (the deep query reads them all)."""
     async def run() -> None:
         limits = httpx.Limits(max_connections=8)
@@ -426,7 +426,7 @@ def warm_cache(url: str, keys: list[str]) -> None:
 
             async def one(key: str) -> None:
                 async with sem:
-                    r = await client.post("/graphql", json={"query": DEEP}, headers={"authorization": f"Bearer {key}"})
+                    r = await client.post("/graphql", json={"query": query}, headers={"authorization": f"Bearer {key}"})
                     r.raise_for_status()
             await asyncio.gather(*(one(k) for k in keys))
     asyncio.run(run())

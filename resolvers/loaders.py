@@ -40,8 +40,3 @@ class Loaders:
 
     def prime(self, source: Source, identity: Any, fetch: SourceFetch) -> None:
         self._loader.prime((source, identity), fetch)
-
-
-def make_loaders(clients: dict[Source, SourceClient], asked: dict[str, FetchOptions],
-                 default: FetchOptions) -> Loaders:
-    return Loaders(clients, asked, default)

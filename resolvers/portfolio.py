@@ -15,7 +15,7 @@ from resolvers.currency import checked_currency
 from resolvers.derived import Derived
 from resolvers.holdings import ordered, selected, selected_sums, selection, value_total
 from resolvers.pagination import Connection, paginate, scope_of
-from resolvers.positions import PositionView, group, groups_of
+from resolvers.positions import PositionView, group, grouped
 from resolvers.valuation import derive_values
 
 _SOURCE_ORDER = {s: i for i, s in enumerate(Source)}
@@ -119,7 +119,7 @@ def account_positions(ctx: RequestContext, ref: AccountRef, grouping: str, curre
         rate_for = ctx.state.fx.rate
         total = value_total(chosen, currency, _fetches_for(fetches, filter_), rate_for,
                             selected_sums(derived, ("account", ref.id), holdings, f)).value.amount
-        groups = derived.get(("groups", ("account", ref.id), repr(f), grouping), lambda: groups_of(chosen, grouping))
+        groups = grouped(derived, ("account", ref.id), holdings, f, grouping)
         positions = group(chosen, grouping, currency, total, ctx.registry, rate_for, groups)
         return paginate(positions, first, after, scope_of(ref.id, "positions", grouping, currency.upper(),
                                                            repr(selection(filter_))))

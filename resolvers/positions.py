@@ -3,14 +3,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Callable
+from typing import Any, Callable
 
 from gateway.domain import money
 from gateway.domain.records import Asset, Chain, HoldingRecord, Money, Token, WalletRecord
 from gateway.sources.catalog import Source
 from gateway.domain.tokens import TokenRegistry
 from gateway.fx.rates import convert_sums
-from resolvers.holdings import CurrencySums, RateFor, currency_sums, no_rates, order
+from resolvers.derived import Derived
+from resolvers.holdings import CurrencySums, RateFor, currency_sums, no_rates, order, selected
 
 NO_CHAIN = "offchain"   # CHAIN key of holdings without a chain (exchange tickers, unknown tokens)
 
@@ -59,6 +60,13 @@ def groups_of(holdings: list[HoldingRecord], grouping: str) -> list[Group]:
                   money.dsum(h.amount for h in members) if adds_up and not any(h.base_units for h in members)
                   else None)
             for key, members in by_key.items()]
+
+
+def grouped(derived: Derived, owner: tuple[str, str], holdings: list[HoldingRecord], f: Any,
+            grouping: str) -> list[Group]:
+    """`groups_of` the filter's selection, kept with the valued holdings (resolvers/holdings.py's `selected`)."""
+    return derived.get(("groups", owner, repr(f), grouping), lambda: groups_of(selected(derived, owner, holdings, f),
+                                                                                 grouping))
 
 
 def group(holdings: list[HoldingRecord], grouping: str, currency: str, total: Decimal, registry: TokenRegistry,

@@ -10,7 +10,7 @@ import logging
 from gateway.upstream.resilience import Deadline
 from resolvers.accounts import account_view
 from resolvers.context import GatewayState, RequestContext
-from resolvers.loaders import make_loaders
+from resolvers.loaders import Loaders
 
 log = logging.getLogger("gateway.history")
 
@@ -22,7 +22,7 @@ async def refresh_once(state: GatewayState) -> int:
         ctx = RequestContext(state=state, caller=account, loaders=None,
                              deadline=Deadline.after(state.config.server.request_deadline_s),
                              request_id="history-refresh")
-        ctx.loaders = make_loaders(state.clients, ctx.fetch_options, ctx.default_options)
+        ctx.loaders = Loaders(state.clients, ctx.fetch_options, ctx.default_options)
         try:
             await account_view(ctx, account)
             read += 1

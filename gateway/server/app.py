@@ -58,7 +58,7 @@ from gateway.policy.response_reuse import ResponseReuse
 from gateway.sources import build_clients
 from gateway.accounts.service import build_registry, forget_changed_accounts
 from resolvers.context import GatewayState, RequestContext
-from resolvers.loaders import make_loaders
+from resolvers.loaders import Loaders
 from schema import schema as default_schema
 
 log = logging.getLogger("gateway.app")
@@ -113,7 +113,7 @@ class GatewayGraphQL(tracing.TracedOperations, GraphQL):   # a span per operatio
                              ledger=getattr(request.state, "ledger", None),
                              client_id=getattr(request.state, "client_id", ""),
                              still_authorized=getattr(request.state, "still_authorized", None))
-        ctx.loaders = make_loaders(self.state.clients, ctx.fetch_options, ctx.default_options)
+        ctx.loaders = Loaders(self.state.clients, ctx.fetch_options, ctx.default_options)
         request.state.ctx = ctx
         request.state.sub_response = response
         return ctx
@@ -147,7 +147,7 @@ class GatewayGraphQL(tracing.TracedOperations, GraphQL):   # a span per operatio
                              request_id=connection.request_id,
                              deadline=Deadline.after(self.state.config.server.request_deadline_s),
                              client_id=connection.client_id, still_authorized=connection.still_authorized)
-        ctx.loaders = make_loaders(self.state.clients, ctx.fetch_options, ctx.default_options)
+        ctx.loaders = Loaders(self.state.clients, ctx.fetch_options, ctx.default_options)
         return ctx
 
     async def render_graphql_ide(self, request: Request) -> HTMLResponse:

@@ -12,7 +12,7 @@ from resolvers import derived as derived_module
 from resolvers.derived import Derived
 from resolvers.holdings import (HoldingSelection, currency_sums, order, ordered, select, selected, selected_sums,
                                 value_total)
-from resolvers.positions import _KEYS, group, groups_of
+from resolvers.positions import _KEYS, group, grouped
 from resolvers.valuation import derive_values
 from tests.resolvers.test_positions import REGISTRY, holdings
 
@@ -35,7 +35,7 @@ def test_kept_results_equal_computing_them_again(portfolio, f, field, direction,
         assert value_total(chosen, currency, [], sums=selected_sums(kept, OWNER, valued, f)) == \
             value_total(select(valued, f), currency, [])
         total = value_total(chosen, currency, []).value.amount
-        groups = kept.get(("groups", OWNER, repr(f), grouping), lambda: groups_of(chosen, grouping))
+        groups = grouped(kept, OWNER, valued, f, grouping)
         positions = group(chosen, grouping, currency, total, REGISTRY, groups=groups)
         assert positions == group(select(valued, f), grouping, currency, total, REGISTRY)
         for p in positions:   # each position's members: its own, in the listing's order, amounts added up
